@@ -1,0 +1,29 @@
+"""Data: named corpora (download, checksum, cache), batching, and pre-training examples.
+
+The examples of each pre-training objective (MLM, NSP, CLM, RTD) live in
+``llm_tutorial.data.objectives``.
+"""
+
+from .batching import encode_corpus, get_batch, train_val_split
+from .corpora import (
+    CORPORA,
+    ChecksumError,
+    DataUnavailableError,
+    cache_dir,
+    data_path,
+    load_text,
+    load_translation_pairs,
+)
+
+__all__ = [
+    "CORPORA",
+    "ChecksumError",
+    "DataUnavailableError",
+    "cache_dir",
+    "data_path",
+    "encode_corpus",
+    "get_batch",
+    "load_text",
+    "load_translation_pairs",
+    "train_val_split",
+]
