@@ -70,6 +70,20 @@ def check_token_ids(ids: torch.Tensor, name: str, vocab_size: int) -> None:
         )
 
 
+def check_labels(labels: torch.Tensor, name: str, num_classes: int, ignore_index: int) -> None:
+    """``labels`` must be integer class ids in ``[0, num_classes)``, or ``ignore_index`` at the
+    positions that no loss scores."""
+    check_tensor(labels, name)
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must hold integer class ids (torch.long), got {str(labels.dtype).replace('torch.', '')}")
+    scored = labels[labels != ignore_index]
+    if scored.numel() and (int(scored.min()) < 0 or int(scored.max()) >= num_classes):
+        raise ValueError(
+            f"{name} must hold ids in [0, {num_classes}) or {ignore_index} (ignored); got min {int(scored.min())}, "
+            f"max {int(scored.max())}. Do the logits and the labels use the same vocabulary?"
+        )
+
+
 def check_positive_int(value: object, name: str) -> int:
     """``value`` must be an int ≥ 1."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
