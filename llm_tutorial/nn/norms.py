@@ -1,0 +1,80 @@
+"""Normalisation layers: LayerNorm and RMSNorm.
+
+Deep stacks of residual blocks keep adding to the same vector; normalising the input of each
+sublayer keeps its scale under control so that training stays stable at any depth.
+
+- **LayerNorm** (Ba et al., 2016) recentres and rescales each vector to zero mean and unit
+  variance, then applies a learned gain (and bias).
+- **RMSNorm** (Zhang & Sennrich, 2019) only rescales, by the root mean square: cheaper, and
+  in practice as good (Llama, T5).
+
+Both normalise over the last dimension and compute in at least float32, so that half-precision
+inputs do not lose the small differences the statistics are made of; the output has the input's
+dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llm_tutorial._checks import check_choice, check_last_dim, check_positive_int, check_tensor
+
+NORMS = ("layernorm", "rmsnorm")
+
+
+def _check_eps(eps: float) -> float:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
+        raise ValueError(f"eps must be a small positive number (e.g. 1e-5), got {eps!r}")
+    return float(eps)
+
+
+class LayerNorm(nn.Module):
+    """y = (x − mean(x)) / √(var(x) + eps) · weight + bias, statistics over the last dimension.
+
+    ``var`` is the biased variance (divide by d, not d − 1), as in the paper and PyTorch.
+    ``bias=False`` drops the additive term (a common simplification, e.g. nanoGPT).
+    """
+
+    def __init__(self, d_model: int, *, eps: float = 1e-5, bias: bool = True) -> None:
+        super().__init__()
+        self.d_model = check_positive_int(d_model, "d_model")
+        self.eps = _check_eps(eps)
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x")
+        check_last_dim(x, "x", self.d_model)
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
+        mean = x32.mean(dim=-1, keepdim=True)  # (..., 1)
+        var = (x32 - mean).pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+        out = (x32 - mean) * torch.rsqrt(var + self.eps) * self.weight
+        if self.bias is not None:
+            out = out + self.bias
+        return out.to(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    """y = x / √(mean(x²) + eps) · weight, over the last dimension (no centring, no bias)."""
+
+    def __init__(self, d_model: int, *, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.d_model = check_positive_int(d_model, "d_model")
+        self.eps = _check_eps(eps)
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x")
+        check_last_dim(x, "x", self.d_model)
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
+        mean_square = x32.pow(2).mean(dim=-1, keepdim=True)  # (..., 1)
+        return (x32 * torch.rsqrt(mean_square + self.eps) * self.weight).to(x.dtype)
+
+
+def build_norm(kind: str, d_model: int, *, eps: float, bias: bool = True) -> nn.Module:
+    """A norm by name: ``"layernorm"`` or ``"rmsnorm"`` (which has no bias, so ``bias`` is unused)."""
+    check_choice(kind, "norm", NORMS)
+    if kind == "layernorm":
+        return LayerNorm(d_model, eps=eps, bias=bias)
+    return RMSNorm(d_model, eps=eps)
