@@ -1,0 +1,39 @@
+"""What the trainer accepts as a batch: a tensor, or a tuple/list/dict of them, nested freely.
+
+``(x, y)`` for a causal LM, a named tuple of ids, types, mask and labels for BERT, a dict for
+anything else: the trainer only ever needs to move a batch to a device, split it between
+processes, and count its tokens, so it treats every form through the two helpers below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+Batch = Any
+
+
+def map_tensors(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+    """``batch`` with ``fn`` applied to every tensor inside it, structure kept."""
+    if isinstance(batch, torch.Tensor):
+        return fn(batch)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(map_tensors(item, fn) for item in batch))
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(map_tensors(item, fn) for item in batch)
+    if isinstance(batch, dict):
+        return {key: map_tensors(value, fn) for key, value in batch.items()}
+    raise TypeError(f"a batch must be a tensor or a tuple/list/dict of tensors, got {type(batch).__name__}")
+
+
+def leading_tensor(batch: Batch) -> torch.Tensor:
+    """The first tensor of a batch: the inputs, whose element count is the batch's token count."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch:
+        return leading_tensor(batch[0])
+    if isinstance(batch, dict) and batch:
+        return leading_tensor(next(iter(batch.values())))
+    raise TypeError(f"a batch must be a tensor or a non-empty tuple/list/dict of tensors, got {type(batch).__name__}")

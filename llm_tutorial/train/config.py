@@ -1,0 +1,79 @@
+"""The trainer's settings, in one dataclass checked when it is built.
+
+Every impossible combination (a warm-up longer than the run, zero accumulation steps, an unknown
+precision) fails here, with a message naming the field, before a model is built or a batch drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .._checks import check_choice, check_positive_int, check_probability
+from .schedule import WarmupCosineSchedule
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: optimiser, schedule, batching, evaluation, checkpoints.
+
+    ``batch_size`` is the number of examples in one micro-batch summed over all processes; one
+    optimizer step sees ``batch_size * grad_accum_steps`` examples. Under ``torchrun`` each of the
+    ``W`` processes takes ``batch_size / W`` of every micro-batch, so the result does not depend on
+    how many processes share the work.
+
+    ``precision``: ``"auto"`` is bf16 autocast on a CUDA GPU that supports it, fp16 with loss
+    scaling on an older GPU (e.g. Colab's T4), and fp32 on a CPU; ``"bf16"`` asks for bf16 autocast
+    on any device; ``"fp16"`` needs CUDA.
+    """
+
+    batch_size: int = 12
+    max_steps: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    grad_accum_steps: int = 1
+    eval_interval: int = 250
+    eval_batches: int = 20
+    log_interval: int = 10
+    precision: str = "auto"
+    checkpoint_dir: str | None = None
+    checkpoint_interval: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 1337
+    compile: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        for name in ("batch_size", "max_steps", "grad_accum_steps", "eval_interval", "eval_batches",
+                     "log_interval", "checkpoint_interval", "keep_checkpoints"):
+            check_positive_int(getattr(self, name), name)
+        self.schedule  # the schedule checks lr, min_lr, warmup_steps and max_steps
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be ≥ 0, got {self.weight_decay!r}")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
+        for beta in self.betas:
+            check_probability(beta, "each of betas", inclusive_high=False)
+        if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip >= 0):
+            raise ValueError(f"grad_clip must be ≥ 0 (0 turns clipping off), got {self.grad_clip!r}")
+        check_choice(self.precision, "precision", PRECISIONS)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    @property
+    def schedule(self) -> WarmupCosineSchedule:
+        """The learning rate at each step: linear warm-up, then cosine decay to ``min_lr``."""
+        return WarmupCosineSchedule(self.lr, self.min_lr, self.warmup_steps, self.max_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (tuples become lists)."""
+        data = asdict(self)
+        data["betas"] = list(self.betas)
+        return data
