@@ -131,7 +131,8 @@ class ByteLevelBPE:
 
         Give either ``vocab_size`` (= 256 bytes + merges + special tokens) or ``num_merges``.
         Ties between equally frequent pairs go to the smallest ``(left bytes, right bytes)``; see
-        :mod:`llm_tutorial.tokenizers.bpe_training`.
+        :mod:`llm_tutorial.tokenizers.bpe_training`. If the text runs out of pairs first, training
+        stops early with a warning and the vocabulary is smaller. ``progress=False`` hides the bar.
         """
         if isinstance(texts, str):
             texts = [texts]
