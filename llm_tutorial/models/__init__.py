@@ -1,0 +1,3 @@
+"""The book's language models, one module per model family."""
+
+from llm_tutorial.models.gpt import GPT, GPT_PRESETS, GPTConfig
