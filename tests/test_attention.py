@@ -46,7 +46,9 @@ def test_explicit_attention_matches_torch_sdpa(leading, mask_kind):
     k = torch.randn(*leading, T, D, dtype=torch.float64)
     v = torch.randn(*leading, T, Dv, dtype=torch.float64)
     causal = causal_mask(T) if mask_kind in ("causal", "both") else None
-    padding = _random_keep((*leading[:1], *(1,) * max(len(leading) - 1, 0), 1, T)) if mask_kind in ("padding", "both") else None
+    # a key mask per sequence (first leading dim), shared by the other leading dims and all queries
+    key_mask_shape = {(): (1, T), (3,): (3, 1, T), (2, 3): (2, 1, 1, T)}[leading]
+    padding = _random_keep(key_mask_shape) if mask_kind in ("padding", "both") else None
     mask = combine_masks(causal, padding)
     ours = scaled_dot_product_attention(q, k, v, mask)
     # torch's kernel wants a batch dimension: add one, compare, drop it.
@@ -61,6 +63,9 @@ def test_explicit_attention_cross_lengths_and_custom_scale_fp32():
     ours = scaled_dot_product_attention(q, k, v, mask, scale=0.3)
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    # head-less (B, T_q, T_k) scores take the padding mask without its head dimension
+    head_less = scaled_dot_product_attention(q[:, 0], k[:, 0], v[:, 0], mask.squeeze(1), scale=0.3)
+    torch.testing.assert_close(head_less, ref[:, 0], rtol=1e-5, atol=1e-6)
 
 
 def test_returned_weights_are_distributions_that_respect_the_mask():
@@ -200,6 +205,17 @@ def test_explicit_and_sdpa_paths_agree(n_kv_head):
 
 
 @pytest.mark.parametrize("impl", ["explicit", "sdpa"])
+def test_attention_dropout_acts_in_training_only(impl):
+    attn = MultiHeadAttention(24, 4, dropout=0.5, impl=impl)
+    x = torch.randn(2, 7, 24)
+    attn.eval()
+    evaluated = attn(x, is_causal=True)
+    torch.testing.assert_close(attn(x, is_causal=True), evaluated, rtol=0, atol=0)
+    attn.train()
+    assert not torch.allclose(attn(x, is_causal=True), evaluated)
+
+
+@pytest.mark.parametrize("impl", ["explicit", "sdpa"])
 def test_incremental_attention_with_a_cache_equals_full_causal_attention(impl):
     B, T, d_model, n_head, n_kv_head = 2, 7, 24, 4, 2
     attn = MultiHeadAttention(d_model, n_head, n_kv_head=n_kv_head, impl=impl).eval()
@@ -219,7 +235,8 @@ def test_triton_impl_calls_the_kernel_with_full_heads(monkeypatch):
         calls.append((q.shape, k.shape, causal, scale))
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
 
-    monkeypatch.setitem(sys.modules, "llm_tutorial.kernels", types.SimpleNamespace(flash_attention=fake_flash_attention))
+    fake_kernels = types.SimpleNamespace(flash_attention=fake_flash_attention)
+    monkeypatch.setitem(sys.modules, "llm_tutorial.kernels", fake_kernels)
     triton = MultiHeadAttention(24, 6, n_kv_head=3, impl="triton").eval()
     reference = MultiHeadAttention(24, 6, n_kv_head=3, impl="explicit").eval()
     reference.load_state_dict(triton.state_dict())
@@ -310,6 +327,8 @@ def test_multi_head_attention_bad_calls():
         attn(x, rope=(torch.ones(7, 6), torch.ones(7, 6)))
     with pytest.raises(TypeError, match="cache must be a LayerKVCache"):
         attn(x, cache=KVCache(1, 2, 4, 8, 6))
+    with pytest.raises(TypeError, match="cache must be a LayerKVCache"):
+        attn(x, mask=causal_mask(7), cache=[])
 
 
 def test_triton_impl_refuses_padding_masks():

@@ -52,9 +52,13 @@ def _gpt2_from_hf(hf: torch.nn.Module) -> GPT:
     ours = GPT(GPTConfig.preset("gpt2", vocab_size=c.vocab_size, context_length=c.n_positions, n_layer=c.n_layer,
                                 n_head=c.n_head, d_model=c.n_embd)).eval()
     sd = hf.state_dict()
-    mapped = {"token_embedding.weight": sd["transformer.wte.weight"], "position.embedding.weight": sd["transformer.wpe.weight"],
-              "final_norm.weight": sd["transformer.ln_f.weight"], "final_norm.bias": sd["transformer.ln_f.bias"],
-              "lm_head.weight": sd["lm_head.weight"]}
+    mapped = {
+        "token_embedding.weight": sd["transformer.wte.weight"],
+        "position.embedding.weight": sd["transformer.wpe.weight"],
+        "final_norm.weight": sd["transformer.ln_f.weight"],
+        "final_norm.bias": sd["transformer.ln_f.bias"],
+        "lm_head.weight": sd["lm_head.weight"],
+    }
     for i in range(c.n_layer):
         hf_block, block = f"transformer.h.{i}.", f"blocks.{i}."
         q, k, v = sd[hf_block + "attn.c_attn.weight"].t().chunk(3)
@@ -64,8 +68,10 @@ def _gpt2_from_hf(hf: torch.nn.Module) -> GPT:
             block + "attn.q_proj.bias": q_b, block + "attn.k_proj.bias": k_b, block + "attn.v_proj.bias": v_b,
             block + "attn.out_proj.weight": sd[hf_block + "attn.c_proj.weight"].t(),
             block + "attn.out_proj.bias": sd[hf_block + "attn.c_proj.bias"],
-            block + "mlp.up.weight": sd[hf_block + "mlp.c_fc.weight"].t(), block + "mlp.up.bias": sd[hf_block + "mlp.c_fc.bias"],
-            block + "mlp.down.weight": sd[hf_block + "mlp.c_proj.weight"].t(), block + "mlp.down.bias": sd[hf_block + "mlp.c_proj.bias"],
+            block + "mlp.up.weight": sd[hf_block + "mlp.c_fc.weight"].t(),
+            block + "mlp.up.bias": sd[hf_block + "mlp.c_fc.bias"],
+            block + "mlp.down.weight": sd[hf_block + "mlp.c_proj.weight"].t(),
+            block + "mlp.down.bias": sd[hf_block + "mlp.c_proj.bias"],
         })
         for ours_norm, hf_norm in (("norm_attn", "ln_1"), ("norm_mlp", "ln_2")):
             mapped[block + ours_norm + ".weight"] = sd[hf_block + hf_norm + ".weight"]
@@ -131,9 +137,10 @@ def _llama_from_hf(hf: torch.nn.Module) -> GPT:
               "lm_head.weight": sd["lm_head.weight"]}
     for i in range(c.num_hidden_layers):
         hf_block, block = f"model.layers.{i}.", f"blocks.{i}."
+        q_weight, k_weight = sd[hf_block + "self_attn.q_proj.weight"], sd[hf_block + "self_attn.k_proj.weight"]
         mapped.update({
-            block + "attn.q_proj.weight": _rotate_half_to_interleaved(sd[hf_block + "self_attn.q_proj.weight"], c.num_attention_heads),
-            block + "attn.k_proj.weight": _rotate_half_to_interleaved(sd[hf_block + "self_attn.k_proj.weight"], c.num_key_value_heads),
+            block + "attn.q_proj.weight": _rotate_half_to_interleaved(q_weight, c.num_attention_heads),
+            block + "attn.k_proj.weight": _rotate_half_to_interleaved(k_weight, c.num_key_value_heads),
             block + "attn.v_proj.weight": sd[hf_block + "self_attn.v_proj.weight"],
             block + "attn.out_proj.weight": sd[hf_block + "self_attn.o_proj.weight"],
             block + "mlp.gate.weight": sd[hf_block + "mlp.gate_proj.weight"],
@@ -202,8 +209,11 @@ def test_cache_size_follows_grouped_query_heads():
 
 def test_presets_and_json_round_trip():
     gpt2, llama = GPTConfig.preset("gpt2"), GPTConfig.preset("llama", n_layer=4)
-    assert (gpt2.position, gpt2.norm, gpt2.mlp, gpt2.bias, gpt2.tie_embeddings) == ("learned", "layernorm", "gelu_tanh", True, True)
-    assert (llama.position, llama.norm, llama.mlp, llama.bias, llama.tie_embeddings) == ("rope", "rmsnorm", "swiglu", False, False)
+    def choices(c: GPTConfig) -> tuple:
+        return c.position, c.norm, c.mlp, c.bias, c.tie_embeddings
+
+    assert choices(gpt2) == ("learned", "layernorm", "gelu_tanh", True, True)
+    assert choices(llama) == ("rope", "rmsnorm", "swiglu", False, False)
     assert llama.n_kv_head < llama.n_head and llama.n_layer == 4
     assert gpt2 == GPTConfig() and gpt2.d_ff == 4 * gpt2.d_model and gpt2.n_kv_head == gpt2.n_head
     assert GPTConfig.from_dict(json.loads(json.dumps(llama.to_dict()))) == llama

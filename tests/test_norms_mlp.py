@@ -84,7 +84,12 @@ def test_gelu_tanh_mlp_matches_the_written_out_formula():
     assert not torch.allclose(exact(x), mlp(x), rtol=0, atol=1e-9)  # the approximation is a different function
 
 
-@pytest.mark.parametrize("activation,reference", [("relu", torch.relu), ("gelu", lambda h: h * 0.5 * (1 + torch.erf(h / math.sqrt(2))))])
+def _exact_gelu(h: torch.Tensor) -> torch.Tensor:
+    """GELU(h) = h · Φ(h), with the normal CDF Φ written with erf."""
+    return h * 0.5 * (1 + torch.erf(h / math.sqrt(2)))
+
+
+@pytest.mark.parametrize("activation,reference", [("relu", torch.relu), ("gelu", _exact_gelu)])
 def test_mlp_activations(activation, reference):
     mlp = MLP(24, 40, activation=activation, bias=False).double()
     x = torch.randn(5, 24, dtype=torch.float64)
@@ -132,7 +137,9 @@ def test_encoder_block_matches_torch_encoder_layer(norm_first, activation):
         d_model, n_head, d_ff, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
     ).eval()
     _copy_attention(ours.attn, ref.self_attn)
-    for mine, theirs in ((ours.mlp.up, ref.linear1), (ours.mlp.down, ref.linear2), (ours.norm_attn, ref.norm1), (ours.norm_mlp, ref.norm2)):
+    pairs = ((ours.mlp.up, ref.linear1), (ours.mlp.down, ref.linear2),
+             (ours.norm_attn, ref.norm1), (ours.norm_mlp, ref.norm2))
+    for mine, theirs in pairs:
         _copy_linear_and_norm(mine, theirs)
     x = torch.randn(3, 7, d_model)
     lengths = torch.tensor([7, 4, 6])

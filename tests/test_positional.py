@@ -69,13 +69,15 @@ def _rope_by_complex_numbers(x: torch.Tensor, positions: torch.Tensor, base: flo
 def test_rope_equals_multiplication_by_complex_exponentials(base):
     x = torch.randn(2, 3, 7, 24, dtype=torch.float64)
     positions = torch.tensor([0, 1, 2, 5, 17, 100, 4095])  # arbitrary, not contiguous
-    torch.testing.assert_close(apply_rope(x, positions, base=base), _rope_by_complex_numbers(x, positions, base), rtol=0, atol=1e-10)
+    expected = _rope_by_complex_numbers(x, positions, base)
+    torch.testing.assert_close(apply_rope(x, positions, base=base), expected, rtol=0, atol=1e-10)
 
 
 def test_rope_accepts_fractional_positions_for_interpolation():
     x = torch.randn(5, 8, dtype=torch.float64)
     positions = torch.tensor([0.0, 0.5, 1.25, 7.5, 9.0], dtype=torch.float64)
-    torch.testing.assert_close(apply_rope(x, positions), _rope_by_complex_numbers(x, positions, 10000.0), rtol=0, atol=1e-12)
+    expected = _rope_by_complex_numbers(x, positions, 10000.0)
+    torch.testing.assert_close(apply_rope(x, positions), expected, rtol=0, atol=1e-12)
 
 
 def test_rope_scores_depend_only_on_the_relative_position():
@@ -102,7 +104,8 @@ def test_rotary_module_tables_equal_the_functional_form():
     torch.testing.assert_close(cos, ref_cos.float(), rtol=0, atol=1e-7)
     torch.testing.assert_close(sin, ref_sin.float(), rtol=0, atol=1e-7)
     x = torch.randn(2, 3, 7, 24)
-    torch.testing.assert_close(apply_rotary(x, cos, sin), apply_rope(x, torch.arange(4, 11), base=500.0), rtol=1e-6, atol=1e-6)
+    expected = apply_rope(x, torch.arange(4, 11), base=500.0)
+    torch.testing.assert_close(apply_rotary(x, cos, sin), expected, rtol=1e-6, atol=1e-6)
     assert not module.state_dict()
 
 

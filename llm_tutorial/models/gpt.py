@@ -116,7 +116,9 @@ class GPTConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if self.position == "rope" and self.head_dim % 2:
-            raise ValueError(f"RoPE rotates pairs of coordinates, so head_dim = d_model / n_head must be even, got {self.head_dim}")
+            raise ValueError(
+                f"RoPE rotates pairs of coordinates, so head_dim = d_model / n_head must be even, got {self.head_dim}"
+            )
         if self.position == "sinusoidal" and self.d_model % 2:
             raise ValueError(f"sinusoidal positions need an even d_model, got {self.d_model}")
 

@@ -232,7 +232,7 @@ class MultiHeadAttention(nn.Module):
         check_choice(impl, "attention impl", ATTENTION_IMPLS)
         self.d_model, self.n_head, self.n_kv_head = d_model, n_head, n_kv_head
         self.head_dim = d_model // n_head
-        self.dropout = check_probability(dropout, "dropout", inclusive_high=False)
+        self.dropout_p = check_probability(dropout, "dropout", inclusive_high=False)  # on the attention weights
         self.impl = impl
         self.q_proj = nn.Linear(d_model, n_head * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(d_model, n_kv_head * self.head_dim, bias=bias)
@@ -262,28 +262,10 @@ class MultiHeadAttention(nn.Module):
 
         Returns ``(B, T, d_model)``, and with ``return_weights=True`` also ``(B, H, T_q, T_k)``.
         """
-        check_rank(x, "x", 3, "(B, T, d_model)")
-        check_last_dim(x, "x", self.d_model)
+        self._check_inputs(x, memory, mask, is_causal, cache, rope)
         B, T, _ = x.shape
-        source = x
-        if memory is not None:
-            check_rank(memory, "memory", 3, "(B, S, d_model)")
-            check_last_dim(memory, "memory", self.d_model)
-            if memory.size(0) != B:
-                raise ValueError(f"memory has batch size {memory.size(0)} but x has {B}")
-            if is_causal or cache is not None or rope is not None:
-                raise ValueError("cross-attention (memory given) takes no is_causal, cache or rope: those are for self-attention")
-            source = memory
+        source = x if memory is None else memory
         S = source.size(1)
-        T_k = S + (cache.length if cache is not None else 0)
-        if cache is not None and not isinstance(cache, LayerKVCache):
-            raise TypeError(f"cache must be a LayerKVCache (one layer of a KVCache), got {type(cache).__name__}")
-        if mask is not None:
-            check_rank(mask, "mask", (2, 4), "(T_q, T_k) or (B, H, T_q, T_k)")
-            _check_mask_fits(mask, "mask", (B, self.n_head, T, T_k))
-        if rope is not None:
-            self._check_rope(rope, T)
-
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(source).view(B, S, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, S, D)
         v = self.v_proj(source).view(B, S, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, S, D)
@@ -299,15 +281,43 @@ class MultiHeadAttention(nn.Module):
         out = self.out_proj(out)
         return (out, weights) if return_weights else out
 
-    def _check_rope(self, rope: tuple[torch.Tensor, torch.Tensor], T: int) -> None:
-        if not (isinstance(rope, tuple) and len(rope) == 2):
-            raise TypeError("rope must be a (cos, sin) tuple from RotaryEmbedding(seq_len, offset)")
-        for name, table in zip(("cos", "sin"), rope):
-            check_tensor(table, f"rope {name}")
-            if tuple(table.shape) != (T, self.head_dim // 2):
+    def _check_inputs(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        cache: LayerKVCache | None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> None:
+        check_rank(x, "x", 3, "(B, T, d_model)")
+        check_last_dim(x, "x", self.d_model)
+        B, T, _ = x.shape
+        if memory is not None:
+            check_rank(memory, "memory", 3, "(B, S, d_model)")
+            check_last_dim(memory, "memory", self.d_model)
+            if memory.size(0) != B:
+                raise ValueError(f"memory has batch size {memory.size(0)} but x has {B}")
+            if is_causal or cache is not None or rope is not None:
                 raise ValueError(
-                    f"rope {name} must have shape (T, head_dim/2) = {(T, self.head_dim // 2)}, got {tuple(table.shape)}"
+                    "cross-attention (memory given) takes no is_causal, cache or rope: those are for self-attention"
                 )
+        if cache is not None and not isinstance(cache, LayerKVCache):
+            raise TypeError(f"cache must be a LayerKVCache (one layer of a KVCache), got {type(cache).__name__}")
+        if mask is not None:
+            T_k = (x if memory is None else memory).size(1) + (cache.length if cache is not None else 0)
+            check_rank(mask, "mask", (2, 4), "(T_q, T_k) or (B, H, T_q, T_k)")
+            _check_mask_fits(mask, "mask", (B, self.n_head, T, T_k))
+        if rope is not None:
+            if not (isinstance(rope, tuple) and len(rope) == 2):
+                raise TypeError("rope must be a (cos, sin) tuple from RotaryEmbedding(seq_len, offset)")
+            for name, table in zip(("cos", "sin"), rope):
+                check_tensor(table, f"rope {name}")
+                if tuple(table.shape) != (T, self.head_dim // 2):
+                    raise ValueError(
+                        f"rope {name} must have shape (T, head_dim/2) = {(T, self.head_dim // 2)}, "
+                        f"got {tuple(table.shape)}"
+                    )
 
     def _attend(
         self,
@@ -321,7 +331,7 @@ class MultiHeadAttention(nn.Module):
         """Dispatch to the chosen implementation. ``q`` ``(B, H, T_q, D)``, ``k``/``v`` ``(B, H, T_k, D)``."""
         T_q, T_k = q.size(-2), k.size(-2)
         causal = is_causal and T_q > 1  # one new query may see every earlier (cached) key
-        dropout_p = self.dropout if self.training else 0.0
+        dropout_p = self.dropout_p if self.training else 0.0
         impl = "explicit" if return_weights else self.impl
         if impl == "triton":
             return self._attend_triton(q, k, v, mask, causal), None
@@ -344,7 +354,7 @@ class MultiHeadAttention(nn.Module):
                 "impl='triton' supports only unmasked or causal attention over the whole sequence "
                 "(no padding mask, no multi-token step on a non-empty cache); use impl='sdpa' here"
             )
-        if self.training and self.dropout > 0:
+        if self.training and self.dropout_p > 0:
             raise ValueError("impl='triton' has no attention dropout; set dropout=0 or use impl='sdpa'")
         from llm_tutorial.kernels import flash_attention
 

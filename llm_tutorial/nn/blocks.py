@@ -83,7 +83,9 @@ class TransformerBlock(nn.Module):
         d_ff = default_d_ff(mlp, d_model) if d_ff is None else d_ff
 
         def attention() -> MultiHeadAttention:
-            return MultiHeadAttention(d_model, n_head, n_kv_head=n_kv_head, bias=bias, dropout=dropout, impl=attention_impl)
+            return MultiHeadAttention(
+                d_model, n_head, n_kv_head=n_kv_head, bias=bias, dropout=dropout, impl=attention_impl
+            )
 
         def make_norm() -> nn.Module:
             return build_norm(norm, d_model, eps=norm_eps, bias=bias)

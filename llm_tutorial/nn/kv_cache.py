@@ -26,7 +26,9 @@ class LayerKVCache:
         check_rank(keys, "keys", 4, "(B, H_kv, max_len, D)")
         check_rank(values, "values", 4, "(B, H_kv, max_len, D)")
         if values.shape != keys.shape:
-            raise ValueError(f"keys and values buffers must have equal shapes, got {tuple(keys.shape)} and {tuple(values.shape)}")
+            raise ValueError(
+                f"keys and values buffers must have equal shapes, got {tuple(keys.shape)} and {tuple(values.shape)}"
+            )
         self.keys, self.values = keys, values
         self.length = 0
 
@@ -46,7 +48,8 @@ class LayerKVCache:
             check_rank(new, name, 4, "(B, H_kv, T, D)")
             if new.size(0) != self.batch_size:
                 raise ValueError(
-                    f"the KV cache was made for batch size {self.batch_size}, got {name} with batch size {new.size(0)}; "
+                    f"the KV cache was made for batch size {self.batch_size}, "
+                    f"got {name} with batch size {new.size(0)}; "
                     "make a new cache for this batch (model.new_cache(batch_size))"
                 )
             if new.shape[1] != self.keys.shape[1] or new.shape[3] != self.keys.shape[3]:
