@@ -1,0 +1,140 @@
+"""One training run from a :class:`RunConfig`: the entry point of ``python -m llm_tutorial train``.
+
+It reads the corpus, builds the tokenizer, splits the ids into training and validation text,
+checks that the run is possible, builds the GPT, and hands everything to the :class:`Trainer`.
+The same function runs alone or as one of the processes ``torchrun`` starts: it joins the process
+group when there is one, and the trainer shares every batch among the processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import CORPORA, get_batch, load_text, train_val_split
+from ..runtime import seed_everything
+from .checkpoint import latest_checkpoint
+from .distributed import end_process_group, start_process_group
+from .history import History
+from .objectives import causal_lm_loss
+from .run_config import RunConfig
+from .trainer import Trainer
+
+
+def read_corpus(corpus: str) -> str:
+    """A named corpus of :mod:`llm_tutorial.data`, or the text of a UTF-8 file."""
+    if corpus in CORPORA:
+        return load_text(corpus)
+    path = Path(corpus)
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    raise ValueError(f"data.corpus {corpus!r} is neither a named corpus ({', '.join(CORPORA)}) nor a text file")
+
+
+def build_tokenizer(kind: str, text: str) -> Any:
+    """``"char"``: the characters of ``text``; ``"gpt2"``: GPT-2's byte-level BPE."""
+    from ..tokenizers import ByteLevelBPE, CharTokenizer
+
+    if kind == "char":
+        return CharTokenizer.from_text(text)
+    if kind == "gpt2":
+        from ..data import data_path
+
+        return ByteLevelBPE.from_gpt2_files(data_path("gpt2-vocab"), data_path("gpt2-merges"))
+    raise ValueError(f"unknown tokenizer {kind!r}; choose 'char' or 'gpt2'")
+
+
+def tokenizer_state(tokenizer: Any) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild the tokenizer (a char alphabet, or just "gpt2")."""
+    from ..tokenizers import CharTokenizer
+
+    if isinstance(tokenizer, CharTokenizer):
+        return {"kind": "char", "chars": tokenizer.chars, "special_tokens": list(tokenizer.special_tokens)}
+    return {"kind": "gpt2"}
+
+
+def tokenizer_from_state(state: dict[str, Any]) -> Any:
+    """The inverse of :func:`tokenizer_state`."""
+    from ..tokenizers import CharTokenizer
+
+    if state.get("kind") == "char":
+        return CharTokenizer(state["chars"], state["special_tokens"])
+    return build_tokenizer(state.get("kind", "?"), "")
+
+
+def check_windows(ids: torch.Tensor, context_length: int, batch_size: int, split: str) -> None:
+    """A split of ``N`` tokens holds ``N - T`` distinct windows of ``T + 1`` tokens (inputs plus
+    the shifted target); a batch needs at least as many."""
+    windows = len(ids) - context_length
+    if windows < batch_size:
+        raise ValueError(
+            f"the batch is larger than the data: the {split} split has {len(ids)} tokens, i.e. {max(windows, 0)} "
+            f"windows of {context_length + 1} tokens, fewer than batch_size={batch_size}. Use a smaller batch_size "
+            "or context_length, more text, or (for validation) a larger val_fraction."
+        )
+
+
+def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | None = None) -> History:
+    """Train the run's GPT, writing checkpoints to ``out_dir``; continue from ``resume`` if given.
+
+    Every check (context longer than the model's, a batch larger than the data, a directory
+    holding another run) fails before the first training step. Returns the history."""
+    from ..models.gpt import GPT, GPTConfig
+
+    if resume is not None and latest_checkpoint(resume) is None:
+        raise FileNotFoundError(f"--resume {resume}: no complete checkpoint there")
+    process = start_process_group(run.device)
+    try:
+        text = read_corpus(run.data.corpus)
+        tokenizer = build_tokenizer(run.data.tokenizer, text)
+        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+        train_ids, val_ids = train_val_split(ids, run.data.val_fraction)
+        fields = {k: v for k, v in run.model.items() if k != "preset"}
+        model_config = GPTConfig.preset(run.model["preset"], vocab_size=tokenizer.vocab_size, **fields)
+        context = run.data.context_length or model_config.context_length
+        if context > model_config.context_length:
+            raise ValueError(f"data.context_length={context} is longer than the model's context_length="
+                             f"{model_config.context_length}: the model has no positions beyond it")
+        check_windows(train_ids, context, run.train.batch_size, "training")
+        check_windows(val_ids, context, run.train.batch_size, "validation")
+
+        seed_everything(run.train.seed)
+        model = GPT(model_config).to(process.device)
+        model.check_token_range = False  # ids come from the tokenizer: in range by construction
+        train_config = dataclasses.replace(run.train, checkpoint_dir=str(out_dir))
+        trainer = Trainer(
+            model, causal_lm_loss,
+            lambda n, g: get_batch(train_ids, n, context, g),
+            train_config,
+            val_batches=lambda n, g: get_batch(val_ids, n, context, g),
+            metadata={"run": run.to_dict(), "tokenizer": tokenizer_state(tokenizer)},
+        )
+        if resume is not None:
+            trainer.resume(resume)
+        if process.is_main:
+            print(f"{model.num_parameters():,} parameters · {len(train_ids):,} training tokens · device "
+                  f"{process.device} × {process.world_size} process(es) · from step {trainer.step}", flush=True)
+        history = trainer.fit()
+        if process.is_main:
+            print(summary(history), flush=True)
+        return history
+    finally:
+        end_process_group()
+
+
+def summary(history: History) -> str:
+    """One line: final losses, steps, wall time, training speed."""
+    parts = [f"step {history.step[-1] + 1 if history.step else 0}"]
+    if history.train_loss:
+        parts.append(f"train loss {history.train_loss[-1]:.4f}")
+    if history.val_loss:
+        parts.append(f"val loss {history.val_loss[-1]:.4f}")
+    if history.wall_time:
+        parts.append(f"wall time {history.wall_time[-1]:.1f} s")
+    if history.tokens_per_s:
+        median = sorted(history.tokens_per_s)[len(history.tokens_per_s) // 2]
+        parts.append(f"median {median:,.0f} tokens/s")
+    return " · ".join(parts)
