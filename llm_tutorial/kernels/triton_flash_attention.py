@@ -99,7 +99,8 @@ _DQ_CONFIGS = _configs(
     [(128, 32, 8, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 3), (64, 16, 4, 4)],
     interpreter=(32, 16),
 )
-_AUTOTUNE_KEY = ["q_len", "k_len", "HEAD_DIM", "CAUSAL", "ACC"]
+# Tune once per power-of-two length, not per length: a decoding loop grows k_len by one every step.
+_AUTOTUNE_KEY = ["q_len_bucket", "k_len_bucket", "HEAD_DIM", "CAUSAL", "ACC"]
 _DELTA_BLOCK_M = 64
 
 
@@ -144,7 +145,7 @@ def _flash_attention_forward_kernel(
     stride_kb, stride_kh, stride_kt, stride_kd,
     stride_vb, stride_vh, stride_vt, stride_vd,
     stride_ob, stride_oh, stride_ot, stride_od,
-    n_heads, q_len, k_len,
+    n_heads, q_len, k_len, q_len_bucket, k_len_bucket,  # the buckets only key the autotuner
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, ACC: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -251,7 +252,7 @@ def _flash_attention_backward_dk_dv_kernel(
     stride_kb, stride_kh, stride_kt, stride_kd,
     stride_vb, stride_vh, stride_vt, stride_vd,
     stride_dob, stride_doh, stride_dot, stride_dod,
-    n_heads, q_len, k_len,
+    n_heads, q_len, k_len, q_len_bucket, k_len_bucket,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, ACC: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -333,7 +334,7 @@ def _flash_attention_backward_dq_kernel(
     stride_kb, stride_kh, stride_kt, stride_kd,
     stride_vb, stride_vh, stride_vt, stride_vd,
     stride_dob, stride_doh, stride_dot, stride_dod,
-    n_heads, q_len, k_len,
+    n_heads, q_len, k_len, q_len_bucket, k_len_bucket,
     HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, ACC: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -377,6 +378,11 @@ def _strides(x: torch.Tensor) -> tuple[int, int, int, int]:
     return x.stride(0), x.stride(1), x.stride(2), x.stride(3)
 
 
+def _length_buckets(q_len: int, k_len: int) -> tuple[int, int]:
+    """The sequence lengths rounded up to powers of two: what the autotuner's choice depends on."""
+    return triton.next_power_of_2(q_len), triton.next_power_of_2(k_len)
+
+
 def flash_attention_forward(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -398,7 +404,7 @@ def flash_attention_forward(
     _flash_attention_forward_kernel[grid](
         q, k, v, out, lse2, scale * math.log2(math.e),
         *_strides(q), *_strides(k), *_strides(v), *_strides(out),
-        heads, q_len, k_len,
+        heads, q_len, k_len, *_length_buckets(q_len, k_len),
         HEAD_DIM=head_dim, CAUSAL=causal, ACC=accumulator_dtype(q.dtype), DOT_PRECISION=dot_precision(q.dtype),
     )
     return out, lse2
@@ -421,7 +427,8 @@ def flash_attention_backward(
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)
     qk_scale = scale * math.log2(math.e)
-    common = (*_strides(q), *_strides(k), *_strides(v), *_strides(dout), heads, q_len, k_len)
+    common = (*_strides(q), *_strides(k), *_strides(v), *_strides(dout), heads, q_len, k_len,
+              *_length_buckets(q_len, k_len))
 
     def key_grid(meta):
         return triton.cdiv(k_len, meta["BLOCK_N"]), batch * heads
