@@ -75,7 +75,7 @@ def backend_for(tensor: torch.Tensor) -> str:
 def kernel_module(name: str, backend: str) -> ModuleType:
     """Import ``llm_tutorial.kernels.<name>`` (a Triton module) for ``backend``.
 
-    Triton decides between compiling and interpreting when the module is first imported, so a
+    Triton decides between compiling and interpreting when ``triton`` is first imported, so a
     later change of ``TRITON_INTERPRET`` cannot take effect in the same Python process: that case
     gets a clear error instead of Triton's "0 active drivers".
     """
@@ -85,7 +85,7 @@ def kernel_module(name: str, backend: str) -> ModuleType:
         was = "on" if setup.INTERPRETER else "off"
         now = "on" if backend == "interpreter" else "off"
         raise RuntimeError(
-            f"TRITON_INTERPRET was {was} when the Triton kernels were first imported and is {now} now; "
+            f"TRITON_INTERPRET was {was} when triton was first imported and is {now} now; "
             "Triton fixes that choice at import. Set TRITON_INTERPRET before the first kernel call "
             "(e.g. in the first cell of the notebook) and restart Python."
         )

@@ -288,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     from llm_tutorial.kernels.backends import triton_available
 
     if not torch.cuda.is_available():
+        if not args.no_check:
+            os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton reads it when it is first imported
         if not args.no_check and triton_available():
-            os.environ.setdefault("TRITON_INTERPRET", "1")  # before the first kernel import
             print("No CUDA GPU: checking the kernels in Triton's interpreter at small sizes.")
             if not all(c.passed for c in _check(torch.device("cpu"), quick=True)):
                 return 1

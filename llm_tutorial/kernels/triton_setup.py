@@ -2,8 +2,9 @@
 
 Triton compiles a ``@triton.jit`` function for the GPU, unless ``TRITON_INTERPRET=1`` is set: then
 every program of the grid runs one after another in NumPy on the CPU. Triton reads that variable
-when each decorator runs, so the choice is fixed when these kernel modules are first imported
-(``llm_tutorial.kernels.dispatch`` imports them only when a kernel is first needed).
+when each decorator runs — its own library functions (``tl.max``, ``tl.sum``, …) included — so the
+choice is fixed when ``triton`` is first imported (``llm_tutorial.kernels.dispatch`` imports it
+only when a kernel is first needed).
 
 Two things differ between the two worlds, and this module is where they are decided:
 
@@ -19,11 +20,19 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
 
 from llm_tutorial.kernels.backends import interpreter_requested
 
-INTERPRETER: bool = interpreter_requested()
-"""True when these kernels were decorated for Triton's interpreter (``TRITON_INTERPRET=1``)."""
+INTERPRETER: bool = isinstance(tl.standard.max, InterpretedFunction)
+"""True when Triton (and so these kernels) was imported for the interpreter (``TRITON_INTERPRET=1``)."""
+
+if INTERPRETER != interpreter_requested():
+    raise RuntimeError(
+        f"TRITON_INTERPRET is {'on' if interpreter_requested() else 'off'} now but was "
+        f"{'on' if INTERPRETER else 'off'} when `import triton` ran; Triton fixes that choice at import. "
+        "Set TRITON_INTERPRET before anything imports triton (e.g. in the first cell) and restart Python."
+    )
 
 MAX_ROW_BLOCK = 65536
 """The longest row the one-row-in-registers kernels (softmax, norms) accept: 2^16 elements."""
