@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from llm_tutorial.interop import from_hf_gpt2
 from llm_tutorial.models import GPT, GPTConfig
 from llm_tutorial.nn import KVCache
 
@@ -45,44 +46,9 @@ def _hf_gpt2() -> torch.nn.Module:
     return model
 
 
-def _gpt2_from_hf(hf: torch.nn.Module) -> GPT:
-    """Our GPT with the preset "gpt2" and HF's weights. HF's GPT-2 stores its linear layers as
-    Conv1D, (in, out): transpose them; its fused q/k/v projection is split in three."""
-    c = hf.config
-    ours = GPT(GPTConfig.preset("gpt2", vocab_size=c.vocab_size, context_length=c.n_positions, n_layer=c.n_layer,
-                                n_head=c.n_head, d_model=c.n_embd)).eval()
-    sd = hf.state_dict()
-    mapped = {
-        "token_embedding.weight": sd["transformer.wte.weight"],
-        "position.embedding.weight": sd["transformer.wpe.weight"],
-        "final_norm.weight": sd["transformer.ln_f.weight"],
-        "final_norm.bias": sd["transformer.ln_f.bias"],
-        "lm_head.weight": sd["lm_head.weight"],
-    }
-    for i in range(c.n_layer):
-        hf_block, block = f"transformer.h.{i}.", f"blocks.{i}."
-        q, k, v = sd[hf_block + "attn.c_attn.weight"].t().chunk(3)
-        q_b, k_b, v_b = sd[hf_block + "attn.c_attn.bias"].chunk(3)
-        mapped.update({
-            block + "attn.q_proj.weight": q, block + "attn.k_proj.weight": k, block + "attn.v_proj.weight": v,
-            block + "attn.q_proj.bias": q_b, block + "attn.k_proj.bias": k_b, block + "attn.v_proj.bias": v_b,
-            block + "attn.out_proj.weight": sd[hf_block + "attn.c_proj.weight"].t(),
-            block + "attn.out_proj.bias": sd[hf_block + "attn.c_proj.bias"],
-            block + "mlp.up.weight": sd[hf_block + "mlp.c_fc.weight"].t(),
-            block + "mlp.up.bias": sd[hf_block + "mlp.c_fc.bias"],
-            block + "mlp.down.weight": sd[hf_block + "mlp.c_proj.weight"].t(),
-            block + "mlp.down.bias": sd[hf_block + "mlp.c_proj.bias"],
-        })
-        for ours_norm, hf_norm in (("norm_attn", "ln_1"), ("norm_mlp", "ln_2")):
-            mapped[block + ours_norm + ".weight"] = sd[hf_block + hf_norm + ".weight"]
-            mapped[block + ours_norm + ".bias"] = sd[hf_block + hf_norm + ".bias"]
-    ours.load_state_dict(mapped, strict=True)
-    return ours
-
-
 def test_gpt2_preset_matches_hugging_face_gpt2():
     hf = _hf_gpt2()
-    ours = _gpt2_from_hf(hf)
+    ours = from_hf_gpt2(hf)  # the mapping lives in llm_tutorial.interop
     idx = torch.randint(0, VOCAB, (3, CONTEXT))
     with torch.no_grad():
         expected = hf(idx, output_hidden_states=True, output_attentions=True)
