@@ -168,6 +168,8 @@ def test_impossible_configurations_fail_when_built(overrides, match):
 def test_bad_trainer_arguments():
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         Trainer("gpt", next_token_loss, text_batches, config())
+    with pytest.raises(ValueError, match="the model \\(ReLU\\) has no parameters to train"):
+        Trainer(nn.ReLU(), next_token_loss, text_batches, config())
     with pytest.raises(TypeError, match="loss_fn must be callable"):
         Trainer(TinyLM(), "clm", text_batches, config())
     with pytest.raises(TypeError, match="config must be a TrainConfig"):
@@ -267,3 +269,110 @@ def test_bf16_autocast_on_cpu_trains_close_to_fp32():
     assert bf16.train_loss == pytest.approx(fp32.train_loss, rel=2e-2)
     assert bf16.train_loss != fp32.train_loss, "bf16 autocast must really have run"
     assert all(p.dtype == torch.float32 for p in twin.parameters()), "weights stay fp32 under autocast"
+
+
+class Seq2SeqStandIn(nn.Module):
+    """Called like the encoder–decoder: (src, tgt_in[, src_mask]) -> target logits (B, T, V)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.src = nn.Embedding(VOCAB, 8)
+        self.tgt = nn.Embedding(VOCAB, 8)
+        self.head = nn.Linear(8, VOCAB)
+
+    def forward(self, src, tgt_in, src_mask=None):
+        memory = self.src(src) if src_mask is None else self.src(src) * src_mask[..., None]
+        return self.head(self.tgt(tgt_in) + memory.mean(dim=1, keepdim=True))  # (B, T, V)
+
+
+class BertStandIn(nn.Module):
+    """Called like Bert: (input_ids, token_type_ids, attention_mask) -> (mlm_logits, nsp_logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(VOCAB, 8)
+        self.types = nn.Embedding(2, 8)
+        self.mlm = nn.Linear(8, VOCAB)
+        self.nsp = nn.Linear(8, 2)
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        h = self.tokens(input_ids) + (0 if token_type_ids is None else self.types(token_type_ids))
+        out = type("Out", (), {})()
+        out.mlm_logits, out.nsp_logits = self.mlm(h), self.nsp(h[:, 0])
+        return out
+
+
+def test_objectives_delegate_to_the_losses():
+    from llm_tutorial.train.objectives import (bert_pretraining_loss, causal_lm_loss, masked_lm_loss,
+                                               next_sentence_loss, replaced_token_detection_loss, seq2seq_lm_loss)
+
+    torch.manual_seed(0)
+    x, y = text_batches(5, torch.Generator().manual_seed(1))
+    model = TinyLM()
+    torch.testing.assert_close(causal_lm_loss(model, (x, y)), next_token_loss(model, (x, y)))
+
+    s2s = Seq2SeqStandIn()
+    src, tgt_in, tgt_out = torch.randint(0, VOCAB, (3, 7)), torch.randint(0, VOCAB, (3, 5)), torch.randint(0, VOCAB, (3, 5))
+    tgt_out[0, 3:] = -100  # padding is ignored
+    mask = torch.rand(3, 7) > 0.3
+    logits = s2s(src, tgt_in, mask)
+    torch.testing.assert_close(seq2seq_lm_loss(s2s, (src, tgt_in, tgt_out, mask)),
+                               F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=-100))
+
+    bert = BertStandIn()
+    ids, types = torch.randint(0, VOCAB, (4, 9)), torch.randint(0, 2, (4, 9))
+    labels = torch.full((4, 9), -100)
+    labels[:, 2] = ids[:, 2]
+    labels[1, 5] = ids[1, 5]
+    is_next = torch.tensor([1, 0, 0, 1])
+    batch = {"input_ids": ids, "token_type_ids": types, "labels": labels, "is_next": is_next}
+    out = bert(ids, types)
+    mlm = F.cross_entropy(out.mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    nsp = F.cross_entropy(out.nsp_logits, is_next)
+    torch.testing.assert_close(masked_lm_loss(bert, batch), mlm)
+    torch.testing.assert_close(next_sentence_loss(bert, batch), nsp)
+    torch.testing.assert_close(bert_pretraining_loss(bert, batch), mlm + nsp)
+
+    class ElectraStandIn(nn.Module):
+        def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+            out = type("Out", (), {})()
+            out.loss = (input_ids.float().mean() + (0 if attention_mask is None else attention_mask.float().sum()))
+            return out
+
+    torch.testing.assert_close(replaced_token_detection_loss(ElectraStandIn(), {"input_ids": ids}), ids.float().mean())
+    with pytest.raises(ValueError, match=r"the batch lacks \['input_ids'\]"):
+        replaced_token_detection_loss(ElectraStandIn(), {"ids": ids})
+    with pytest.raises(ValueError, match=r"expects a batch \(x, y\), got a tuple of 3"):
+        causal_lm_loss(model, (x, y, y))
+    with pytest.raises(ValueError, match=r"expects a batch \(src, tgt_in, tgt_out\[, src_mask\]\), got Tensor"):
+        seq2seq_lm_loss(s2s, src)
+    with pytest.raises(ValueError, match=r"the batch lacks \['is_next'\]"):
+        bert_pretraining_loss(bert, {"input_ids": ids, "labels": labels})
+    with pytest.raises(ValueError, match="expects a dict batch"):
+        masked_lm_loss(bert, (ids, labels))
+
+
+@pytest.mark.parametrize("family", ["seq2seq", "bert"])
+def test_trains_other_model_families(family):
+    from llm_tutorial.data.objectives import mask_tokens
+    from llm_tutorial.train.objectives import bert_pretraining_loss, seq2seq_lm_loss
+
+    def reversal(batch_size, generator):
+        src = torch.randint(1, VOCAB, (batch_size, 6), generator=generator)
+        tgt = src.flip(1)
+        return src, torch.cat([torch.zeros_like(tgt[:, :1]), tgt[:, :-1]], 1), tgt
+
+    def masked(batch_size, generator):
+        ids = torch.randint(3, VOCAB, (batch_size, 8), generator=generator)
+        ids[:, 0] = 1
+        masked_ids, labels = mask_tokens(ids, mask_id=2, vocab_size=VOCAB, special_ids=[0, 1], mask_prob=0.3,
+                                         generator=generator)
+        return {"input_ids": masked_ids, "labels": labels, "is_next": (ids[:, 1] > VOCAB // 2).long()}
+
+    torch.manual_seed(0)
+    model, loss_fn, batches = ((Seq2SeqStandIn(), seq2seq_lm_loss, reversal) if family == "seq2seq"
+                               else (BertStandIn(), bert_pretraining_loss, masked))
+    history = Trainer(model, loss_fn, batches, config(batch_size=16, max_steps=40, lr=3e-2, log_interval=10),
+                      val_batches=batches).fit()
+    assert history.val_loss[-1] < history.val_loss[0] - 0.3
+    assert history.tokens_per_s[-1] > 0

@@ -29,11 +29,12 @@ def map_tensors(batch: Batch, fn: Callable[[torch.Tensor], torch.Tensor]) -> Bat
 
 
 def leading_tensor(batch: Batch) -> torch.Tensor:
-    """The first tensor of a batch: the inputs, whose element count is the batch's token count."""
+    """The inputs of a batch, whose element count is the batch's token count: ``input_ids`` of a
+    dict that has them, else the first tensor."""
     if isinstance(batch, torch.Tensor):
         return batch
     if isinstance(batch, (tuple, list)) and batch:
         return leading_tensor(batch[0])
     if isinstance(batch, dict) and batch:
-        return leading_tensor(next(iter(batch.values())))
+        return leading_tensor(batch["input_ids"] if "input_ids" in batch else next(iter(batch.values())))
     raise TypeError(f"a batch must be a tensor or a non-empty tuple/list/dict of tensors, got {type(batch).__name__}")

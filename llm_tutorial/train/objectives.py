@@ -7,16 +7,25 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
   (``llm_tutorial.data.get_batch``); the model maps (B, T) ids to (B, T, V) logits.
 - :func:`seq2seq_lm_loss` ``(src, tgt_in, tgt_out)`` or ``(src, tgt_in, tgt_out, src_mask)``:
   the encoder–decoder's teacher forcing, ``model(src, tgt_in[, src_mask])`` → (B, T, V).
+- :func:`masked_lm_loss`, :func:`next_sentence_loss`, :func:`bert_pretraining_loss`: a dict with
+  ``input_ids`` (B, T), optional ``token_type_ids`` and ``attention_mask`` (B, T), ``labels``
+  (B, T) for MLM (``llm_tutorial.data.objectives.mask_tokens``) and ``is_next`` (B,) for NSP
+  (``nsp_batch``); the model returns ``mlm_logits`` and ``nsp_logits`` (:class:`~llm_tutorial.models.bert.Bert`).
+- :func:`replaced_token_detection_loss`: a dict with ``input_ids`` and optional
+  ``token_type_ids``/``attention_mask``; ELECTRA masks, samples and scores inside its forward
+  pass (:class:`~llm_tutorial.models.electra.Electra`), drawing from the global random state,
+  which checkpoints restore.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..losses import clm_loss, seq2seq_loss
+from ..losses import clm_loss, mlm_loss, nsp_loss, seq2seq_loss
 
 
 def causal_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -29,6 +38,38 @@ def seq2seq_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Te
     """Target-side cross-entropy of an encoder–decoder under teacher forcing."""
     src, tgt_in, tgt_out, *src_mask = _unpack(batch, (3, 4), "(src, tgt_in, tgt_out[, src_mask])")
     return seq2seq_loss(model(src, tgt_in, *src_mask), tgt_out)  # logits (B, T, V)
+
+
+def masked_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy at the masked positions: ``mlm_loss(out.mlm_logits, labels)``."""
+    return mlm_loss(_encoder_outputs(model, batch, "labels").mlm_logits, batch["labels"])
+
+
+def next_sentence_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Two-way cross-entropy of "is segment B the next one?": ``nsp_loss(out.nsp_logits, is_next)``."""
+    return nsp_loss(_encoder_outputs(model, batch, "is_next").nsp_logits, batch["is_next"])
+
+
+def bert_pretraining_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """BERT's pre-training loss, the sum of both objectives: ``L = L_MLM + L_NSP`` (one forward pass)."""
+    out = _encoder_outputs(model, batch, "labels", "is_next")
+    return mlm_loss(out.mlm_logits, batch["labels"]) + nsp_loss(out.nsp_logits, batch["is_next"])
+
+
+def replaced_token_detection_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """ELECTRA's pre-training loss ``L = L_MLM(generator) + λ · L_RTD(discriminator)``, as the
+    model's forward pass computes it with ``mlm_loss`` and ``rtd_loss``."""
+    return _encoder_outputs(model, batch).loss
+
+
+def _encoder_outputs(model: nn.Module, batch: Mapping[str, torch.Tensor], *needed: str) -> Any:
+    if not isinstance(batch, Mapping):
+        raise ValueError(f"this objective expects a dict batch with input_ids and {', '.join(needed)}, "
+                         f"got {type(batch).__name__}")
+    missing = [key for key in ("input_ids", *needed) if key not in batch]
+    if missing:
+        raise ValueError(f"the batch lacks {missing}; it has {sorted(batch)}")
+    return model(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
 
 
 def _unpack(batch: object, sizes: int | tuple[int, ...], layout: str) -> tuple[torch.Tensor, ...]:

@@ -94,13 +94,16 @@ class Trainer:
             json.dumps(metadata or {})
         except TypeError as error:
             raise TypeError(f"metadata must be JSON-serialisable (it is stored in checkpoints): {error}") from error
+        first_parameter = next(model.parameters(), None)
+        if first_parameter is None:
+            raise ValueError(f"the model ({type(model).__name__}) has no parameters to train")
         self.model = model
         self.loss_fn = loss_fn
         self.train_batches = train_batches
         self.val_batches = val_batches
         self.config = config
         self.metadata = dict(metadata or {})
-        self.device = next(model.parameters()).device
+        self.device = first_parameter.device
         self.process = current_process(self.device)
         if config.batch_size % self.process.world_size:
             raise ValueError(
