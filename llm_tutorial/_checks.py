@@ -84,11 +84,27 @@ def check_labels(labels: torch.Tensor, name: str, num_classes: int, ignore_index
         )
 
 
+def check_generator(generator: object, name: str = "generator") -> None:
+    """``generator`` must be a ``torch.Generator`` or ``None`` (PyTorch's global random state)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{name} must be a torch.Generator or None, got {type(generator).__name__}; "
+            "make one with torch.Generator().manual_seed(seed)"
+        )
+
+
 def check_positive_int(value: object, name: str) -> int:
     """``value`` must be an int ≥ 1."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def check_positive_number(value: object, name: str) -> float:
+    """``value`` must be a real number > 0 (a temperature, a loss weight, a norm's eps)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 def check_probability(value: float, name: str, *, inclusive_high: bool = True) -> float:

@@ -156,7 +156,9 @@ def nsp_loss(logits: torch.Tensor, is_next: torch.Tensor) -> torch.Tensor:
     """
     check_rank(logits, "logits", 2, "(B, 2)")
     if logits.shape[-1] != 2:
-        raise ValueError(f"NSP logits must have 2 classes (not next, next) in the last dimension, got shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"NSP logits must have 2 classes (not next, next) in the last dimension, got shape {tuple(logits.shape)}"
+        )
     check_rank(is_next, "is_next", 1, "(B,)")
     return cross_entropy(logits, is_next.long() if is_next.dtype == torch.bool else is_next)
 
@@ -182,7 +184,9 @@ def rtd_loss(
     check_floating(disc_logits, "disc_logits")
     check_tensor(is_replaced, "is_replaced")
     if is_replaced.shape != disc_logits.shape:
-        raise ValueError(f"is_replaced must have the shape of disc_logits {tuple(disc_logits.shape)}, got {tuple(is_replaced.shape)}")
+        raise ValueError(
+            f"is_replaced must have the shape of disc_logits {tuple(disc_logits.shape)}, got {tuple(is_replaced.shape)}"
+        )
     if is_replaced.numel() and not bool(((is_replaced == 0) | (is_replaced == 1)).all()):
         raise ValueError("is_replaced must hold only 0 (original token) and 1 (replaced token)")
     if attention_mask is None:
@@ -190,7 +194,8 @@ def rtd_loss(
     check_tensor(attention_mask, "attention_mask")
     if attention_mask.shape != disc_logits.shape:
         raise ValueError(
-            f"attention_mask must have the shape of disc_logits {tuple(disc_logits.shape)}, got {tuple(attention_mask.shape)}"
+            f"attention_mask must have the shape of disc_logits {tuple(disc_logits.shape)}, "
+            f"got {tuple(attention_mask.shape)}"
         )
     check_dtype(attention_mask, "attention_mask", torch.bool)
 
@@ -210,7 +215,9 @@ def perplexity(mean_nll: float | torch.Tensor) -> float | torch.Tensor:
     if isinstance(mean_nll, torch.Tensor):
         check_floating(mean_nll, "mean_nll")
         if mean_nll.numel() and bool((mean_nll < 0).any()):
-            raise ValueError(f"mean_nll is a negative log-likelihood and cannot be negative, got min {float(mean_nll.min())}")
+            raise ValueError(
+                f"mean_nll is a negative log-likelihood and cannot be negative, got min {float(mean_nll.min())}"
+            )
         return torch.exp(mean_nll)
     if not isinstance(mean_nll, (int, float)) or isinstance(mean_nll, bool):
         raise TypeError(f"mean_nll must be a float or a torch.Tensor, got {type(mean_nll).__name__}")

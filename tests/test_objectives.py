@@ -83,7 +83,8 @@ def test_mask_tokens_is_reproducible_with_a_seeded_generator() -> None:
     ids = batch_with_specials(torch.Generator().manual_seed(1), batch=8, length=64)
 
     def run(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return mask_tokens(ids, mask_id=MASK, vocab_size=VOCAB, special_ids=SPECIALS, generator=torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        return mask_tokens(ids, mask_id=MASK, vocab_size=VOCAB, special_ids=SPECIALS, generator=gen)
 
     first, second, other = run(7), run(7), run(8)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
@@ -182,8 +183,9 @@ def one_hot_logits(token_per_position: list[list[int]], vocab_size: int) -> torc
 
 def test_replace_tokens_labels_on_hand_built_cases() -> None:
     masked = torch.tensor([[CLS, MASK, 7, MASK, 9, SEP], [CLS, 5, MASK, 6, SEP, PAD]])
-    labels = torch.tensor([[IGNORE_INDEX, 4, IGNORE_INDEX, 8, 5, IGNORE_INDEX], [IGNORE_INDEX] * 2 + [6] + [IGNORE_INDEX] * 3])
-    # the generator is certain of: 4 (= original), 11 (≠ 8), 9 (= the unchanged token 9 but ≠ original 5), 6 (= original)
+    ignored = IGNORE_INDEX
+    labels = torch.tensor([[ignored, 4, ignored, 8, 5, ignored], [ignored, ignored, 6, ignored, ignored, ignored]])
+    # the generator is certain of: 4 (= original), 11 (≠ 8), 9 (= the unchanged 9, ≠ original 5), 6 (= original)
     logits = one_hot_logits([[0, 4, 0, 11, 9, 0], [0, 0, 6, 0, 0, 0]], vocab_size=12)
     corrupted, is_replaced = replace_tokens(masked, labels, logits, generator=torch.Generator().manual_seed(0))
     assert corrupted.tolist() == [[CLS, 4, 7, 11, 9, SEP], [CLS, 5, 6, 6, SEP, PAD]]
@@ -197,7 +199,8 @@ def test_replace_tokens_samples_from_the_tempered_softmax(temperature: float) ->
     masked = torch.full((1, n), MASK)
     labels = torch.zeros((1, n), dtype=torch.long)  # original token 0 everywhere
     logits = logits_row.expand(1, n, 5)
-    corrupted, is_replaced = replace_tokens(masked, labels, logits, generator=torch.Generator().manual_seed(1), temperature=temperature)
+    gen = torch.Generator().manual_seed(1)
+    corrupted, is_replaced = replace_tokens(masked, labels, logits, generator=gen, temperature=temperature)
     expected = torch.softmax(logits_row / temperature, dim=0)
     observed = torch.bincount(corrupted[0], minlength=5).double() / n
     for p, q in zip(observed.tolist(), expected.tolist()):
@@ -223,14 +226,18 @@ LOGITS = torch.zeros(1, 4, 20)
 NO_LABELS = torch.full((1, 4), IGNORE_INDEX)
 
 BAD_INPUTS = [
-    (lambda: mask_tokens(IDS.float(), mask_id=MASK, vocab_size=20, special_ids=SPECIALS), TypeError, "integer token ids"),
+    (lambda: mask_tokens(IDS.float(), mask_id=MASK, vocab_size=20, special_ids=SPECIALS), TypeError, "integer token"),
     (lambda: mask_tokens(IDS, mask_id=MASK, vocab_size=11, special_ids=SPECIALS), ValueError, r"outside \[0, 11\)"),
-    (lambda: mask_tokens(IDS, mask_id=20, vocab_size=20, special_ids=SPECIALS), ValueError, "mask_id must be a token id"),
+    (lambda: mask_tokens(IDS, mask_id=20, vocab_size=20, special_ids=SPECIALS), ValueError, "mask_id must be a token"),
     (lambda: mask_tokens(IDS, mask_id=MASK, vocab_size=20, special_ids="[CLS]"), TypeError, "iterable of token ids"),
     (lambda: mask_tokens(IDS, mask_id=MASK, vocab_size=20, special_ids=[CLS, 25]), ValueError, "special_ids"),
-    (lambda: mask_tokens(IDS, mask_id=MASK, vocab_size=20, special_ids=SPECIALS, mask_prob=1.2), ValueError, "mask_prob"),
-    (lambda: mask_tokens(torch.tensor([[0, 1, 2]]), mask_id=MASK, vocab_size=4, special_ids=[0, 1, 2]), ValueError, "all 4 ids"),
-    (lambda: mask_tokens(IDS, mask_id=MASK, vocab_size=0, special_ids=SPECIALS), ValueError, "vocab_size must be a positive"),
+    (lambda: mask_tokens(IDS, mask_id=MASK, vocab_size=20, special_ids=SPECIALS, mask_prob=1.2), ValueError, "mask_p"),
+    (
+        lambda: mask_tokens(torch.tensor([[0, 1, 2]]), mask_id=3, vocab_size=4, special_ids=[0, 1, 2]),
+        ValueError,
+        "all 4 ids",
+    ),
+    (lambda: mask_tokens(IDS, mask_id=MASK, vocab_size=0, special_ids=SPECIALS), ValueError, "vocab_size must be"),
     (lambda: causal_lm_example(torch.tensor([5])), ValueError, "at least 2 tokens"),
     (lambda: causal_lm_example(torch.tensor([0.5, 1.5])), TypeError, "ids must have dtype"),
     (lambda: sample_nsp_pairs([[5, 6]]), ValueError, "at least 2 segments"),
@@ -241,9 +248,11 @@ BAD_INPUTS = [
     (lambda: nsp_batch([], cls_id=CLS, sep_id=SEP, pad_id=PAD, max_length=8), ValueError, "non-empty sequence"),
     (lambda: replace_tokens(IDS, NO_LABELS, torch.zeros(1, 5, 20)), ValueError, "generator_logits must have shape"),
     (lambda: replace_tokens(IDS, NO_LABELS[:, :3], LOGITS), ValueError, "labels must have the shape"),
-    (lambda: replace_tokens(IDS, torch.tensor([[IGNORE_INDEX, 25, 1, 2]]), LOGITS), ValueError, r"labels must hold ids in \[0, 20\)"),
+    (lambda: replace_tokens(IDS, torch.tensor([[-100, 25, 1, 2]]), LOGITS), ValueError, r"hold ids in \[0, 20\)"),
     (lambda: replace_tokens(IDS, NO_LABELS, LOGITS.long()), TypeError, "floating-point"),
     (lambda: replace_tokens(IDS, NO_LABELS, LOGITS, temperature=0.0), ValueError, "temperature"),
+    (lambda: replace_tokens(IDS, NO_LABELS, LOGITS, generator=7), TypeError, "generator must be a torch.Generator"),
+    (lambda: sample_nsp_pairs([[4], [5]], generator="seed"), TypeError, "generator must be a torch.Generator"),
 ]
 
 

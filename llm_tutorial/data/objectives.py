@@ -27,9 +27,11 @@ import torch
 from .._checks import (
     check_dtype,
     check_floating,
+    check_generator,
     check_labels,
     check_min_rank,
     check_positive_int,
+    check_positive_number,
     check_probability,
     check_tensor,
     check_token_ids,
@@ -69,7 +71,9 @@ def causal_lm_example(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     check_min_rank(ids, "ids", 1, "(..., T)")
     check_dtype(ids, "ids", INTEGER_DTYPES)
     if ids.shape[-1] < 2:
-        raise ValueError(f"a causal LM example needs at least 2 tokens (one input, one target), got shape {tuple(ids.shape)}")
+        raise ValueError(
+            f"a causal LM example needs at least 2 tokens (one input, one target), got shape {tuple(ids.shape)}"
+        )
     return ids[..., :-1], ids[..., 1:]  # (..., T-1), (..., T-1)
 
 
@@ -83,7 +87,9 @@ def _special_id_tensor(special_ids: Iterable[int], mask_id: int, vocab_size: int
         raise TypeError(f"special_ids must be an iterable of token ids, got {type(special_ids).__name__}")
     ids = {_check_token_id(i, "each of special_ids", vocab_size) for i in special_ids} | {mask_id}
     if len(ids) >= vocab_size:
-        raise ValueError(f"all {vocab_size} ids of the vocabulary are special: no token is left to mask or to draw at random")
+        raise ValueError(
+            f"all {vocab_size} ids of the vocabulary are special: no token is left to mask or to draw at random"
+        )
     return torch.tensor(sorted(ids), dtype=torch.long, device=device)
 
 
@@ -114,6 +120,7 @@ def mask_tokens(
     _check_token_id(mask_id, "mask_id", vocab_size)
     special = _special_id_tensor(special_ids, mask_id, vocab_size, input_ids.device)
     check_probability(mask_prob, "mask_prob")
+    check_generator(generator)
 
     device = input_ids.device
     candidates = ~torch.isin(input_ids, special)  # (...) True where a token may be selected
@@ -172,6 +179,7 @@ def sample_nsp_pairs(
         raise TypeError(f"segments must be a sequence of token-id lists, got {type(segments).__name__}")
     if len(segments) < 2:
         raise ValueError(f"NSP needs at least 2 segments (one pair of neighbours), got {len(segments)}")
+    check_generator(generator)
     num_pairs = len(segments) - 1
     coins = torch.rand(num_pairs, generator=generator)  # (P,)
     others = torch.randint(len(segments) - 1, (num_pairs,), generator=generator)  # (P,) index among the n-1 non-next
@@ -275,7 +283,9 @@ def replace_tokens(
     check_tensor(generator_logits, "generator_logits")
     check_floating(generator_logits, "generator_logits")
     if labels.shape != masked_ids.shape:
-        raise ValueError(f"labels must have the shape of masked_ids {tuple(masked_ids.shape)}, got {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must have the shape of masked_ids {tuple(masked_ids.shape)}, got {tuple(labels.shape)}"
+        )
     if generator_logits.shape[:-1] != masked_ids.shape:
         raise ValueError(
             f"generator_logits must have shape (*masked_ids.shape, V) = ({', '.join(map(str, masked_ids.shape))}, V), "
@@ -284,8 +294,8 @@ def replace_tokens(
     vocab_size = generator_logits.shape[-1]
     check_token_ids(masked_ids, "masked_ids", vocab_size)
     check_labels(labels, "labels", vocab_size, IGNORE_INDEX)
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    check_positive_number(temperature, "temperature")
+    check_generator(generator)
 
     selected = labels != IGNORE_INDEX  # (...)
     logits = generator_logits.detach()[selected] / temperature  # (N, V) only the masked positions

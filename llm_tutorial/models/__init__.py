@@ -1,5 +1,8 @@
 """The book's language models, one module per model family."""
 
+from llm_tutorial.models.bert import Bert, BertConfig, BertEncoder
+from llm_tutorial.models.electra import Electra, ElectraConfig, ElectraDiscriminator, ElectraGenerator
 from llm_tutorial.models.gpt import GPT, GPT_PRESETS, GPTConfig
 from llm_tutorial.models.neural_lm import FeedForwardLM, FeedForwardLMConfig
 from llm_tutorial.models.ngram import NGramLM
+from llm_tutorial.models.transformer import Transformer, TransformerConfig
