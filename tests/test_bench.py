@@ -1,0 +1,45 @@
+"""The benchmark command: a tiny run returns every figure, positive, and saves them as JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from llm_tutorial.bench import benchmark, main
+
+TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=16", "model.context_length=12", "train.batch_size=4"]
+
+
+def test_a_tiny_benchmark_reports_every_figure(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    out = tmp_path / "bench.json"
+    result = main(["--config", "shakespeare-char", "--steps", "2", "--warmup-steps", "1", "--new-tokens", "5",
+                   "--repeats", "1", "--out", str(out)]
+                  + [arg for override in TINY for arg in ("--set", override)])
+    assert json.loads(out.read_text()) == result
+    assert result["model"]["n_layer"] == 1 and result["model"]["context_length"] == 12
+    train = result["train"]
+    assert train["steps"] == 2 and train["batch_size"] == 4
+    for key in ("tokens_per_s", "ms_per_step", "seconds", "peak_memory_bytes"):
+        assert train[key] > 0, key
+    assert train["tokens_per_s"] == pytest.approx(2 * 4 * 12 / train["seconds"])
+    generation = result["generation"]
+    assert set(generation["tokens_per_s"]) == {"ours_cache", "ours_no_cache", "hf_cache", "hf_no_cache"}
+    assert all(value > 0 for value in generation["tokens_per_s"].values())
+    assert all(generation["same_tokens"].values())  # the four decoders agree on the greedy tokens
+    assert generation["new_tokens"] == 5 and result["threads"] == torch.get_num_threads()
+    printed = capsys.readouterr().out
+    assert "tokens/s" in printed and "hf_no_cache" in printed and str(out) in printed
+
+
+def test_bad_benchmark_arguments(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", "no-such-config"])
+    assert stop.value.code == 2
+    assert "'no-such-config' is neither a YAML file nor a preset" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        benchmark("shakespeare-char", steps=0)
+    with pytest.raises(ValueError, match="unknown section 'modle'"):
+        benchmark("shakespeare-char", overrides=["modle.n_layer=2"])
