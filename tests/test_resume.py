@@ -52,6 +52,7 @@ def test_resumed_training_is_bit_identical(tmp_path, preset):
     assert got.train_loss == expected.train_loss
     assert got.val_loss == expected.val_loss and got.eval_step == expected.eval_step
     assert got.grad_norm == expected.grad_norm and got.lr == expected.lr
+    assert got.wall_time == sorted(got.wall_time), "wall time carries over from the first session"
     for (name, a), b in zip(uninterrupted.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), name
 

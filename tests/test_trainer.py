@@ -232,11 +232,13 @@ def test_the_step_makes_no_host_sync_between_log_points(monkeypatch):
 
 def test_history_records_schedule_speed_and_round_trips(tmp_path):
     cfg = config()
-    history = Trainer(TinyLM(), next_token_loss, text_batches, cfg, val_batches=text_batches).fit()
+    trainer = Trainer(TinyLM(), next_token_loss, text_batches, cfg, val_batches=text_batches)
+    trainer.fit(until=5)
+    history = trainer.fit()
     assert history.lr == [cfg.schedule(s) for s in range(cfg.max_steps)]
     assert history.log_step == [3, 4, 7, 9, 11], "every log_interval=4 steps, before each evaluation, at the end"
     assert all(t > 0 for t in history.tokens_per_s)
-    assert history.wall_time == sorted(history.wall_time)
+    assert history.wall_time == sorted(history.wall_time), "wall time adds up over calls of fit"
     history.save(tmp_path / "history.json")
     assert History.load(tmp_path / "history.json") == history
     with pytest.raises(ValueError, match="unknown history fields"):

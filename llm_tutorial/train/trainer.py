@@ -122,8 +122,8 @@ class Trainer:
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
         self._wall_time_before = 0.0
-        self._session_start = time.perf_counter()
-        self._interval_start = self._session_start
+        self._fitting_since: float | None = None
+        self._interval_start = time.perf_counter()
         self._interval_tokens = 0
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -148,7 +148,7 @@ class Trainer:
         if not isinstance(until, int) or not self.step <= until <= config.max_steps:
             raise ValueError(f"until must be an integer step in [{self.step}, max_steps={config.max_steps}], got {until!r}")
         self._refuse_to_mix_runs()
-        self._session_start = self._interval_start = time.perf_counter()
+        self._fitting_since = self._interval_start = time.perf_counter()
         if self.val_batches is not None and self.step == 0 and not self.history.eval_step:
             self.evaluate()
         bar = tqdm(total=config.max_steps, initial=self.step, desc="training", unit="step",
@@ -171,6 +171,8 @@ class Trainer:
                     self.save_checkpoint()
         finally:
             bar.close()
+            self._wall_time_before = self.wall_time()
+            self._fitting_since = None
         return self.history
 
     def _train_step(self) -> None:
@@ -291,8 +293,9 @@ class Trainer:
 
     # --------------------------------------------------------------- checkpoints
     def wall_time(self) -> float:
-        """Seconds spent in :meth:`fit`, summed over every session of a resumed run."""
-        return self._wall_time_before + time.perf_counter() - self._session_start
+        """Seconds spent in :meth:`fit`, summed over every call and every session of a resumed run."""
+        running = time.perf_counter() - self._fitting_since if self._fitting_since is not None else 0.0
+        return self._wall_time_before + running
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the current step into ``checkpoint_dir`` (rank 0 only).
