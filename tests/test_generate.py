@@ -118,7 +118,7 @@ def test_processors_leave_their_input_untouched():
 
 def test_bad_processor_arguments():
     logits = _logits()
-    with pytest.raises(ValueError, match="temperature must be a number > 0"):
+    with pytest.raises(ValueError, match="temperature must be a positive number, got 0"):
         apply_temperature(logits, 0)
     with pytest.raises(ValueError, match="top_k must be a positive integer"):
         top_k_filter(logits, 0)
@@ -126,7 +126,7 @@ def test_bad_processor_arguments():
         top_p_filter(logits, 1.5)
     with pytest.raises(ValueError, match="top_p must be > 0"):
         top_p_filter(logits, 0.0)
-    with pytest.raises(ValueError, match="repetition_penalty must be a number > 0"):
+    with pytest.raises(ValueError, match="repetition_penalty must be a positive number"):
         apply_repetition_penalty(logits, torch.zeros(3, 1, dtype=torch.long), -1.0)
     with pytest.raises(ValueError, match=r"previous_ids must have shape \(B, T\) with B = 3"):
         apply_repetition_penalty(logits, torch.zeros(2, 1, dtype=torch.long), 1.2)
@@ -286,7 +286,7 @@ def test_bad_generation_arguments():
         (dict(temperature=-1.0), ValueError, "temperature must be a number ≥ 0"),
         (dict(top_k=0), ValueError, "top_k must be a positive integer"),
         (dict(top_p=1.5), ValueError, "top_p must be a probability"),
-        (dict(repetition_penalty=0), ValueError, "repetition_penalty must be a number > 0"),
+        (dict(repetition_penalty=0), ValueError, "repetition_penalty must be a positive number"),
         (dict(stop_tokens=[VOCAB]), ValueError, r"stop_tokens must be token ids in \[0, 53\)"),
         (dict(pad_id=0), ValueError, "give stop_tokens too"),
         (dict(stop_tokens=1, pad_id=-1), ValueError, r"pad_id must be a token id in \[0, 53\)"),

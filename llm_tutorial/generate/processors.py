@@ -8,7 +8,8 @@ them (the order of Hugging Face's ``generate``):
 1. **repetition penalty** (Keskar et al., 2019, CTRL): tokens already in the sequence lose
    likelihood, ``z_i / θ`` if ``z_i > 0`` else ``z_i · θ``;
 2. **temperature** (Ackley et al., 1985): ``z / T``; T < 1 sharpens the distribution, T > 1
-   flattens it, T → 0 tends to the argmax (greedy decoding);
+   flattens it, T → 0 tends to the argmax (greedy decoding, which ``generate`` calls
+   ``temperature=0``);
 3. **top-k** (Fan et al., 2018): only the k highest logits survive;
 4. **top-p / nucleus** (Holtzman et al., 2020): only the smallest set of most likely tokens whose
    probabilities add up to at least p survives.
@@ -20,7 +21,13 @@ from __future__ import annotations
 
 import torch
 
-from llm_tutorial._checks import check_floating, check_min_rank, check_positive_int, check_probability
+from llm_tutorial._checks import (
+    check_floating,
+    check_min_rank,
+    check_positive_int,
+    check_positive_number,
+    check_probability,
+)
 
 
 def _check_logits(logits: torch.Tensor) -> None:
@@ -31,10 +38,7 @@ def _check_logits(logits: torch.Tensor) -> None:
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``z / T`` for ``T > 0``: ``softmax(z / T)`` is sharper than ``softmax(z)`` when T < 1."""
     _check_logits(logits)
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature <= 0:
-        raise ValueError(f"temperature must be a number > 0, got {temperature!r} (greedy decoding is temperature=0 "
-                         "in generate(), which takes the argmax instead of dividing by 0)")
-    return logits / temperature
+    return logits / check_positive_number(temperature, "temperature")
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -75,8 +79,7 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, p
     _check_logits(logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have 2 dimensions (B, V), got shape {tuple(logits.shape)}")
-    if not isinstance(penalty, (int, float)) or isinstance(penalty, bool) or penalty <= 0:
-        raise ValueError(f"repetition_penalty must be a number > 0 (1.0 = no penalty), got {penalty!r}")
+    check_positive_number(penalty, "repetition_penalty")
     check_min_rank(previous_ids, "previous_ids", 2, "(B, T)")
     if previous_ids.ndim != 2 or previous_ids.size(0) != logits.size(0):
         raise ValueError(f"previous_ids must have shape (B, T) with B = {logits.size(0)} (the logits' batch size), "

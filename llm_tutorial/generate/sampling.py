@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from llm_tutorial._checks import check_positive_int, check_token_ids
+from llm_tutorial._checks import check_generator, check_positive_int, check_token_ids
 from llm_tutorial.generate.processors import apply_repetition_penalty, process_logits
 
 
@@ -203,8 +203,7 @@ def _prepare(
             raise ValueError("pad_id fills the rows that met a stop token; give stop_tokens too")
         if not isinstance(pad_id, int) or isinstance(pad_id, bool) or not 0 <= pad_id < vocab_size:
             raise ValueError(f"pad_id must be a token id in [0, {vocab_size}), got {pad_id!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_generator(generator)
     if use_cache and not callable(getattr(model, "new_cache", None)):
         raise TypeError(f"use_cache=True needs model.new_cache(batch_size, max_len); {type(model).__name__} has "
                         "none (pass use_cache=False)")
