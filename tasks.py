@@ -120,7 +120,8 @@ def test(args: argparse.Namespace) -> None:
     if "LLM_TUTORIAL_DATA" not in env and shared_data.is_dir():
         env["LLM_TUTORIAL_DATA"] = str(shared_data)
     run(python, "-m", "pytest", "tests", "--ignore=tests/rendering", "-q", "-n", "2", "--dist", "loadfile", env=env)
-    quick = {**env, "LLM_TUTORIAL_QUICK": "1"}
+    # Two notebooks run at once, one per core: one math thread each avoids oversubscription.
+    quick = {**env, "LLM_TUTORIAL_QUICK": "1", "OMP_NUM_THREADS": "1"}
     run(python, "-m", "pytest", "--nbval-lax", "notebooks", "-q", "-n", "2", "--dist", "loadfile",
         "--nbval-cell-timeout=600", "-p", "no:cacheprovider", env=quick)
     build_book(strict=True)

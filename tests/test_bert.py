@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 import transformers
-from test_transformer import one_thread  # noqa: F401  (a fixture)
 
 from llm_tutorial.data.objectives import mask_tokens, nsp_batch, sample_nsp_pairs
 from llm_tutorial.losses import mlm_loss, nsp_loss

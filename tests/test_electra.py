@@ -8,7 +8,6 @@ import pytest
 import torch
 import transformers
 from test_bert import hf_encoder_names, randomise_
-from test_transformer import one_thread  # noqa: F401  (a fixture)
 
 from llm_tutorial.data import load_text
 from llm_tutorial.losses import IGNORE_INDEX

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -27,15 +26,6 @@ def tiny_config(**overrides: object) -> TransformerConfig:
 def tiny_model(seed: int = 0, **overrides: object) -> Transformer:
     torch.manual_seed(seed)
     return Transformer(tiny_config(**overrides)).eval()
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny matrices gain nothing from threads, and a shared CPU makes threads slow: use one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def copy_attention(ours: nn.Module, theirs: nn.MultiheadAttention) -> None:
