@@ -137,27 +137,32 @@ def _search(
         # 2k candidates: at most k of them end with EOS, so k can always continue.
         cand_log_probs, flat = candidates.topk(min(2 * k, k * V), dim=-1)  # (B, 2k)
         parent, token = flat // V, flat % V  # (B, 2k) each
-        cand_tokens = alive_tokens.gather(1, parent.unsqueeze(-1).expand(-1, -1, steps)).clone()  # (B, 2k, steps)
+        cand_tokens = _take(alive_tokens, parent)  # (B, 2k, steps)
         cand_tokens[:, :, t] = token
         ends = (token == eos_id) | (t + 1 == steps)
         # Complete hypotheses among the k best candidates join the finished pool, which keeps the k best
         # by normalised score; an EOS ranked below the k best would not have been in a beam of k.
         joins = ends & in_beam & ~done.unsqueeze(1)
         cand_scores = torch.where(joins, cand_log_probs / length_penalty(t + 1, alpha), minus_inf)
-        pool_scores, pick = torch.cat([done_scores, cand_scores], dim=1).topk(k, dim=-1)  # (B, k)
-        done_tokens = torch.cat([done_tokens, cand_tokens], dim=1).gather(1, pick.unsqueeze(-1).expand(-1, -1, steps))
-        done_log_probs = torch.cat([done_log_probs, cand_log_probs], dim=1).gather(1, pick)
-        done_lengths = torch.cat([done_lengths, torch.full_like(token, t + 1)], dim=1).gather(1, pick)
-        done_scores = pool_scores
+        done_scores, pick = torch.cat([done_scores, cand_scores], dim=1).topk(k, dim=-1)  # (B, k)
+        done_tokens = _take(torch.cat([done_tokens, cand_tokens], dim=1), pick)
+        done_log_probs = _take(torch.cat([done_log_probs, cand_log_probs], dim=1), pick)
+        done_lengths = _take(torch.cat([done_lengths, torch.full_like(token, t + 1)], dim=1), pick)
         done |= done_scores[:, -1] > float("-inf")  # k complete hypotheses: this source is finished
         if t + 1 == steps or bool(done.all()):
             break
-        # the k best candidates that did not end continue
+        # the k best candidates that did not end continue, each from its parent's cache
         alive_log_probs, keep = torch.where(ends, minus_inf, cand_log_probs).topk(k, dim=-1)  # (B, k)
-        alive_tokens = cand_tokens.gather(1, keep.unsqueeze(-1).expand(-1, -1, steps))
-        cache.select_batch((first_row + parent.gather(1, keep)).view(-1))  # each beam takes its parent's cache
+        alive_tokens = _take(cand_tokens, keep)
+        cache.select_batch((first_row + parent.gather(1, keep)).view(-1))
         last = alive_tokens[:, :, t].reshape(B * k, 1)
     return BeamSearchResult(done_tokens, done_lengths, done_log_probs, done_scores, eos_id)
+
+
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` ``(B, n)`` of each source's hypotheses ``x`` ``(B, N, ...)`` -> ``(B, n, ...)``."""
+    index = index.view(*index.shape, *[1] * (x.ndim - 2)).expand(-1, -1, *x.shape[2:])
+    return x.gather(1, index)
 
 
 def _check_model(model: nn.Module) -> tuple[int, int, int]:

@@ -58,9 +58,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     mass before it, Σ_{i<j} π_(i), is still below p. The most likely token is always kept.
     """
     _check_logits(logits)
-    check_probability(p, "top_p")
-    if p == 0:
-        raise ValueError("top_p must be > 0 (the nucleus would be empty); use top_p=1.0 to keep every token")
+    _check_top_p(p)
     if p == 1:
         return logits.clone()
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V) each
@@ -70,6 +68,12 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     drop_sorted[..., 0] = False
     drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
     return logits.masked_fill(drop, float("-inf"))
+
+
+def _check_top_p(p: float) -> None:
+    check_probability(p, "top_p")
+    if p == 0:
+        raise ValueError("top_p must be > 0 (the nucleus would be empty); use top_p=1.0 to keep every token")
 
 
 def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -87,6 +91,17 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, p
     seen = logits.gather(-1, previous_ids)  # (B, T): the logits of the tokens already present
     penalised = torch.where(seen > 0, seen / penalty, seen * penalty)
     return logits.scatter(-1, previous_ids, penalised)
+
+
+def check_sampling_options(top_k: int | None, top_p: float | None, repetition_penalty: float) -> None:
+    """Check the options of :func:`process_logits` before any logits exist, so that a bad value
+    fails at the call that set it. (The temperature is left to the caller: ``generate`` reads
+    ``temperature=0`` as greedy decoding.)"""
+    if top_k is not None:
+        check_positive_int(top_k, "top_k")
+    if top_p is not None:
+        _check_top_p(top_p)
+    check_positive_number(repetition_penalty, "repetition_penalty")
 
 
 def process_logits(

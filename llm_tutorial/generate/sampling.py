@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from llm_tutorial._checks import check_generator, check_positive_int, check_token_ids
-from llm_tutorial.generate.processors import apply_repetition_penalty, process_logits
+from llm_tutorial.generate.processors import apply_repetition_penalty, check_sampling_options, process_logits
 
 
 @dataclass(frozen=True)
@@ -207,10 +207,7 @@ def _prepare(
     if use_cache and not callable(getattr(model, "new_cache", None)):
         raise TypeError(f"use_cache=True needs model.new_cache(batch_size, max_len); {type(model).__name__} has "
                         "none (pass use_cache=False)")
-    # the processors check their own arguments: run them once on dummy logits to fail early
-    dummy = torch.zeros(1, vocab_size)
-    process_logits(dummy, torch.zeros(1, 1, dtype=torch.long), temperature=temperature or 1.0, top_k=top_k,
-                   top_p=top_p, repetition_penalty=repetition_penalty)
+    check_sampling_options(top_k, top_p, repetition_penalty)
     return _Request(prompt, single, max_new_tokens, float(temperature), top_k, top_p, float(repetition_penalty),
                     stops, pad_id, generator, bool(use_cache))
 
