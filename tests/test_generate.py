@@ -256,12 +256,14 @@ def test_stream_yields_the_tokens_of_generate():
 def test_prefill_once_then_one_token_per_step_through_one_cache():
     model = _model("llama")
     calls, caches = [], []
-    model.register_forward_pre_hook(lambda m, args, kwargs: calls.append((tuple(args[0].shape), kwargs["cache"])),
-                                    with_kwargs=True)
-    make_cache = model.new_cache
+    run, make_cache = model.hidden_states, model.new_cache
+    model.hidden_states = lambda idx, cache: calls.append((tuple(idx.shape), cache)) or run(idx, cache)
     model.new_cache = lambda *a, **k: caches.append(make_cache(*a, **k)) or caches[-1]
+    heads = []
+    model.lm_head.register_forward_hook(lambda m, args, out: heads.append(tuple(args[0].shape)))
     generate(model, torch.randint(0, VOCAB, (2, 7)), 6, temperature=0)
     assert [shape for shape, _ in calls] == [(2, 7)] + [(2, 1)] * 5  # the last token needs no forward pass
+    assert heads == [(2, 32)] * 6  # the output layer sees the last position only, (B, d_model)
     assert len(caches) == 1 and all(cache is caches[0] for _, cache in calls)
     assert caches[0].max_len == 13 and caches[0].length == 12
 

@@ -120,7 +120,7 @@ def _decode(model: nn.Module, request: _Request, out: torch.Tensor) -> Iterator[
         model.check_token_range = False  # the prompt was checked once; new ids come from the vocabulary
     try:
         cache = model.new_cache(B, max_len=end) if request.use_cache else None
-        logits = model(request.prompt, cache=cache)[:, -1]  # (B, V): the prefill
+        logits = _last_logits(model, request.prompt, cache)  # (B, V): the prefill
         finished = torch.zeros(B, dtype=torch.bool, device=out.device)
         fill = torch.full((B,), -1 if request.pad_id is None else request.pad_id, device=out.device)
         for t in range(start, end):
@@ -136,13 +136,20 @@ def _decode(model: nn.Module, request: _Request, out: torch.Tensor) -> Iterator[
             if t + 1 == end or (request.stop_tokens is not None and bool(finished.all())):
                 return
             if cache is not None:
-                logits = model(out[:, t : t + 1], cache=cache)[:, -1]  # one new token through the cache
+                logits = _last_logits(model, out[:, t : t + 1], cache)  # one new token through the cache
             else:
-                logits = model(out[:, : t + 1])[:, -1]  # the whole sequence again
+                logits = _last_logits(model, out[:, : t + 1], None)  # the whole sequence again
     finally:
         model.train(was_training)
         if checked is not None:
             model.check_token_range = checked
+
+
+def _last_logits(model: nn.Module, ids: torch.Tensor, cache: Any) -> torch.Tensor:
+    """Next-token logits ``(B, V)`` of the last position only: the output layer, ``d_model × V``
+    per position (38M multiply-adds for GPT-2), runs on one position instead of all ``T``."""
+    hidden = model.hidden_states(ids, cache=cache)[:, -1]  # (B, d_model)
+    return model.lm_head(hidden)
 
 
 def _choose(logits: torch.Tensor, previous_ids: torch.Tensor, request: _Request) -> torch.Tensor:
@@ -215,10 +222,10 @@ def _prepare(
 def _decoder_limits(model: nn.Module) -> tuple[int, int]:
     """The context length and vocabulary size of a decoder-only model such as :class:`GPT`."""
     config = getattr(model, "config", None)
-    if not isinstance(model, nn.Module) or not all(
-            hasattr(config, name) for name in ("context_length", "vocab_size")):
+    if not isinstance(model, nn.Module) or not all(hasattr(model, name) for name in ("hidden_states", "lm_head")) \
+            or not all(hasattr(config, name) for name in ("context_length", "vocab_size")):
         raise TypeError(
-            f"generate() needs a decoder-only model such as GPT (an nn.Module called as model(idx, cache=...) with "
+            f"generate() needs a decoder-only model such as GPT (hidden_states(idx, cache=...), lm_head, "
             f"config.context_length and config.vocab_size), got {type(model).__name__}; for the encoder–decoder "
             "Transformer use llm_tutorial.generate.beam_search"
         )
