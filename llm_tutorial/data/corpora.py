@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 DATA_ENV = "LLM_TUTORIAL_DATA"
 CACHE_ENV = "LLM_TUTORIAL_CACHE"
