@@ -23,6 +23,9 @@ What is measured, and how:
 
 Speed on a shared machine depends on its load: the result records the load average and the
 number of threads, and ``--threads 1`` avoids the slowdown of threads that wait for busy cores.
+Beside each tokens/s (wall clock) it gives tokens per CPU-second of the process: with one
+thread that estimates the speed of one idle core, however busy the machine is; with several
+threads it counts their waiting too, so it understates.
 """
 
 from __future__ import annotations
@@ -115,15 +118,14 @@ def _time_training(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    trainer.fit(until=total)  # ends with a host copy of the losses: the device has finished
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = _timed(lambda: trainer.fit(until=total))  # fit ends by copying losses to the host
     tokens = steps * config.batch_size * config.grad_accum_steps * context
     memory, how = _peak_memory(device)
     return {"steps": steps, "warmup_steps": warmup_steps, "batch_size": config.batch_size,
             "grad_accum_steps": config.grad_accum_steps, "context_length": context, "precision": config.precision,
             "compile": config.compile, "seconds": seconds, "ms_per_step": 1000 * seconds / steps,
-            "tokens_per_s": tokens / seconds, "final_train_loss": trainer.history.train_loss[-1],
+            "tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / cpu_seconds,
+            "final_train_loss": trainer.history.train_loss[-1],
             "peak_memory_bytes": memory, "peak_memory_measure": how}
 
 
@@ -155,21 +157,23 @@ def _time_generation(model: GPT, prompt: torch.Tensor, new_tokens: int, repeats:
             runs[name] = lambda use_cache=use_cache: hf.generate(
                 prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=new_tokens,
                 use_cache=use_cache, pad_token_id=0)
-    tokens_per_s, outputs = {}, {}
+    tokens_per_s, tokens_per_cpu_s, outputs = {}, {}, {}
     for name, run in runs.items():
         outputs[name] = run()  # warm-up
-        seconds = statistics.median(_seconds(run) for _ in range(repeats))
-        tokens_per_s[name] = new_tokens / seconds
+        times = [_timed(run) for _ in range(repeats)]
+        tokens_per_s[name] = new_tokens / statistics.median(wall for wall, _ in times)
+        tokens_per_cpu_s[name] = new_tokens / statistics.median(cpu for _, cpu in times)
     reference = outputs["ours_cache"]
     return {"prompt_tokens": prompt.size(1), "new_tokens": new_tokens, "batch_size": prompt.size(0),
-            "repeats": repeats, "tokens_per_s": tokens_per_s,
+            "repeats": repeats, "tokens_per_s": tokens_per_s, "tokens_per_cpu_s": tokens_per_cpu_s,
             "same_tokens": {name: bool(torch.equal(out, reference)) for name, out in outputs.items()}}
 
 
-def _seconds(run: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def _timed(run: Callable[[], Any]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (this process, all threads) of one call of ``run``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     run()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _load_average() -> list[float] | None:
@@ -185,13 +189,14 @@ def format_report(result: dict[str, Any]) -> str:
         f"{model['n_head']} heads, width {model['d_model']}, context {model['context_length']}) on {result['device']}, "
         f"{result['threads']} thread(s), load average {result['load_average']['before']}",
         f"training: {train['tokens_per_s']:,.0f} tokens/s ({train['ms_per_step']:.1f} ms/step, batch "
-        f"{train['batch_size']}, {train['steps']} steps); peak memory "
+        f"{train['batch_size']}, {train['steps']} steps; {train['tokens_per_cpu_s']:,.0f} per CPU-second); peak memory "
         + (f"{memory / 2**20:,.1f} MiB" if memory is not None else "n/a") + f" [{train['peak_memory_measure']}]",
-        f"generation (greedy, batch {generation['batch_size']}, {generation['new_tokens']} new tokens), tokens/s:",
+        f"generation (greedy, batch {generation['batch_size']}, {generation['new_tokens']} new tokens): "
+        "tokens/s, tokens per CPU-second",
     ]
     for name, value in generation["tokens_per_s"].items():
         same = "" if name == "ours_cache" else f"  (same tokens as ours_cache: {generation['same_tokens'][name]})"
-        lines.append(f"  {name:<14}{value:>10,.0f}{same}")
+        lines.append(f"  {name:<14}{value:>10,.0f}{generation['tokens_per_cpu_s'][name]:>10,.0f}{same}")
     return "\n".join(lines)
 
 

@@ -22,12 +22,14 @@ def test_a_tiny_benchmark_reports_every_figure(tmp_path, capsys):
     assert result["model"]["n_layer"] == 1 and result["model"]["context_length"] == 12
     train = result["train"]
     assert train["steps"] == 2 and train["batch_size"] == 4
-    for key in ("tokens_per_s", "ms_per_step", "seconds", "peak_memory_bytes"):
+    for key in ("tokens_per_s", "tokens_per_cpu_s", "ms_per_step", "seconds", "peak_memory_bytes"):
         assert train[key] > 0, key
     assert train["tokens_per_s"] == pytest.approx(2 * 4 * 12 / train["seconds"])
     generation = result["generation"]
     assert set(generation["tokens_per_s"]) == {"ours_cache", "ours_no_cache", "hf_cache", "hf_no_cache"}
-    assert all(value > 0 for value in generation["tokens_per_s"].values())
+    for figures in (generation["tokens_per_s"], generation["tokens_per_cpu_s"]):
+        assert set(figures) == {"ours_cache", "ours_no_cache", "hf_cache", "hf_no_cache"}
+        assert all(value > 0 for value in figures.values())
     assert all(generation["same_tokens"].values())  # the four decoders agree on the greedy tokens
     assert generation["new_tokens"] == 5 and result["threads"] == torch.get_num_threads()
     printed = capsys.readouterr().out
