@@ -1,0 +1,81 @@
+"""The committed notebooks: full-run outputs, Colab set-up cell, and the book's table of contents."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("ch*.ipynb"))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def code_cells(notebook: dict) -> list[dict]:
+    return [c for c in notebook["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def outputs_text(cell: dict) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        parts.append("".join(output.get("text", "")))
+        parts.append("".join(output.get("data", {}).get("text/plain", "")))
+    return "".join(parts)
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
+
+
+def test_there_are_chapter_notebooks():
+    assert NOTEBOOKS, "no notebooks/ch*.ipynb found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_with_a_full_run_top_to_bottom(path):
+    notebook = load(path)
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    counts = [cell.get("execution_count") for cell in code_cells(notebook)]
+    assert None not in counts, "every code cell must have been executed"
+    assert counts == list(range(1, len(counts) + 1)), "cells must be executed once, top to bottom, in a fresh kernel"
+    errors = [o for c in code_cells(notebook) for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    tagged = [c for c in code_cells(notebook) if "raises-exception" in c.get("metadata", {}).get("tags", [])]
+    assert len(errors) <= len(tagged), "only cells tagged raises-exception may show an error"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_published_outputs_are_not_from_quick_mode(path):
+    text = "".join(outputs_text(cell) for cell in code_cells(load(path)))
+    assert "quick mode: False" in text, "the set-up cell must print 'quick mode: False' from a full run"
+    assert "quick mode: True" not in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_code_cell_installs_on_colab_from_the_configured_repository(path):
+    first = "".join(code_cells(load(path))[0]["source"])
+    configured = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert '"google.colab" in sys.modules' in first, "the install must run on Colab only"
+    match = re.search(r'REPOSITORY = "([^"]+)"', first)
+    assert match and match.group(1) == configured, f"install cell must use {configured} from _config.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_in_the_table_of_contents(path):
+    assert f"notebooks/{path.stem}" in toc_files()
+
+
+def test_every_toc_entry_exists():
+    for entry in toc_files():
+        assert any((ROOT / f"{entry}{suffix}").is_file() for suffix in (".md", ".ipynb")), f"{entry} is missing"
+
+
+def test_chapters_appear_in_the_article_order():
+    chapters = [f for f in toc_files() if f.startswith("notebooks/ch")]
+    assert chapters == sorted(chapters)
