@@ -144,6 +144,7 @@ def test_tatoeba_pairs_keep_attribution():
     pairs = data.load_translation_pairs()
     assert len(pairs) == 29155
     assert all(attribution.startswith("CC-BY 2.0 (France)") for _, _, attribution in pairs)
+    assert pairs[0][:2] == ("Hi.", "嗨。"), "the file's byte-order mark must not stick to the first sentence"
 
 
 def test_batches_are_windows_with_shifted_targets():

@@ -195,7 +195,7 @@ def load_translation_pairs(name: str = "tatoeba-cmn-eng") -> list[tuple[str, str
     any copy you share.
     """
     pairs = []
-    for line in load_text(name).splitlines():
+    for line in load_text(name).lstrip("\ufeff").splitlines():  # the file starts with a byte-order mark
         fields = line.split("\t")
         if len(fields) >= 3:
             pairs.append((fields[0], fields[1], fields[2]))
