@@ -9,6 +9,7 @@ The objectives differ only in *which* positions are scored and *what* the correc
 - NSP (BERT): one answer per pair of segments, "is B the next one?"   :func:`nsp_loss`
 - RTD (ELECTRA): every real token, "was this token replaced?"        :func:`rtd_loss`
 - translation (encoder–decoder): the next target token.               :data:`seq2seq_loss`
+- distillation: every position, the teacher's whole distribution.     :func:`distillation_loss`
 
 Positions that are not scored carry the label :data:`IGNORE_INDEX` (the same ``-100`` PyTorch and
 Hugging Face use), so one tensor of labels says both what to predict and where.
@@ -27,6 +28,7 @@ from ._checks import (
     check_floating,
     check_labels,
     check_min_rank,
+    check_positive_number,
     check_probability,
     check_rank,
     check_tensor,
@@ -203,6 +205,59 @@ def rtd_loss(
     y = is_replaced.to(z.dtype)
     per_token = -(y * F.logsigmoid(z) + (1.0 - y) * F.logsigmoid(-z))  # (B, T)
     return _reduce(per_token, attention_mask, "mean")
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    *,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    ignore_index: int = IGNORE_INDEX,
+) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015): a student learns the teacher's soft targets.
+
+    Both logits are (..., V). Softened by a temperature τ, the teacher's distribution
+    ``p^τ = softmax(z_teacher / τ)`` shows which wrong answers it finds plausible — information a
+    one-hot label does not carry. The student ``q^τ = softmax(z_student / τ)`` pays
+
+        L_soft = τ² · KL(p^τ ‖ q^τ) = τ² · Σ_c p^τ_c (log p^τ_c − log q^τ_c)
+
+    averaged over positions; the factor τ² keeps the gradient's size independent of τ (the
+    gradient of the KL term shrinks as 1/τ²). With ``targets`` (...) the hard-label loss joins in:
+
+        L = α · L_soft + (1 − α) · CE(z_student, targets)
+
+    where positions whose target is ``ignore_index`` count in neither term. Without ``targets``
+    only ``L_soft`` is returned (``alpha`` must then be 1). No gradient flows into the teacher.
+    """
+    check_min_rank(student_logits, "student_logits", 2, "(..., V)")
+    check_floating(student_logits, "student_logits")
+    check_tensor(teacher_logits, "teacher_logits")
+    check_floating(teacher_logits, "teacher_logits")
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(f"teacher_logits must have the shape of student_logits {tuple(student_logits.shape)}, "
+                         f"got {tuple(teacher_logits.shape)}")
+    check_positive_number(temperature, "temperature")
+    check_probability(alpha, "alpha")
+    if targets is None and alpha != 1:
+        raise ValueError(f"without targets the loss is the soft term alone: pass alpha=1 (got alpha={alpha!r}) "
+                         "or give the hard targets")
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
+    log_q = F.log_softmax(student_logits.to(dtype) / temperature, dim=-1)  # (..., V)
+    log_p = F.log_softmax(teacher_logits.detach().to(dtype) / temperature, dim=-1)  # (..., V)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)  # (...)
+    if targets is None:
+        return temperature**2 * kl.mean()
+    check_tensor(targets, "targets")
+    if targets.shape != student_logits.shape[:-1]:
+        raise ValueError(f"targets must have shape {tuple(student_logits.shape[:-1])} (the logits without V), "
+                         f"got {tuple(targets.shape)}")
+    scored = targets != ignore_index
+    soft = _reduce(temperature**2 * kl, scored, "mean")
+    hard = cross_entropy(student_logits, targets, ignore_index=ignore_index)
+    return alpha * soft + (1 - alpha) * hard
 
 
 def perplexity(mean_nll: float | torch.Tensor) -> float | torch.Tensor:
