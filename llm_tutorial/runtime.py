@@ -1,13 +1,19 @@
-"""Where and how code runs: the device, the random seed, and the book's quick mode.
+"""Where and how code runs: the device, the random seed, the book's quick mode, and a report of it all.
 
 The chapters run on a laptop CPU, on Colab's GPU, or in CI. These helpers keep that choice in one
-place so a notebook never hard-codes ``"cuda"`` or a step count.
+place so a notebook never hard-codes ``"cuda"`` or a step count, and :func:`environment_report`
+says in one table what a reader's machine has, which is the first thing to compare when numbers
+differ from the book's.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import random
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,9 +31,14 @@ def get_device(prefer: str | None = None) -> torch.device:
         return torch.device(prefer)
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    """Apple's Metal backend, present in this build of PyTorch and usable on this machine."""
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -52,3 +63,87 @@ def quick_mode() -> bool:
 def scaled(full: int, quick: int) -> int:
     """``full`` normally, ``quick`` in quick mode. Use for step counts and sample sizes only."""
     return quick if quick_mode() else full
+
+
+@dataclass(frozen=True)
+class EnvironmentReport:
+    """What the book's code runs with: versions, the device, and where the data comes from.
+
+    ``str(report)`` is an aligned two-column table; :meth:`as_dict` gives the raw values.
+    """
+
+    python: str
+    platform: str
+    torch: str
+    triton: str | None
+    transformers: str | None
+    device: str
+    cuda_available: bool
+    cuda_device: str | None
+    mps_available: bool
+    cpu_threads: int
+    triton_interpret: bool
+    data_folder: str | None
+    cache_folder: str
+    corpora_on_disk: tuple[str, ...]
+    quick_mode: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        def shown(value: object) -> str:
+            if value is None:
+                return "—"
+            if isinstance(value, tuple):
+                return ", ".join(value) or "none"
+            return str(value)
+
+        rows = self.as_dict()
+        width = max(map(len, rows))
+        return "\n".join(f"{name:<{width}}  {shown(value)}" for name, value in rows.items())
+
+
+def environment_report() -> EnvironmentReport:
+    """Versions of Python, PyTorch, Triton and transformers, the device, CUDA/MPS, threads,
+    ``TRITON_INTERPRET``, the data folders and quick mode — the facts that decide what runs where.
+
+    Triton and transformers are *not* imported (their versions come from the installed package
+    metadata; ``None`` means not installed): importing Triton would fix its interpreter-or-GPU
+    choice before a notebook had the chance to set ``TRITON_INTERPRET``.
+    """
+    from .data.corpora import CORPORA, DATA_ENV, cache_dir
+    from .kernels.backends import interpreter_requested
+
+    data_folder = os.environ.get(DATA_ENV) or None
+    folders = [Path(data_folder)] if data_folder else []
+    folders.append(cache_dir())
+    on_disk = tuple(
+        name for name, corpus in CORPORA.items() if any((folder / corpus.filename).is_file() for folder in folders)
+    )
+    cuda = torch.cuda.is_available()
+    return EnvironmentReport(
+        python=platform.python_version(),
+        platform=f"{platform.system()} {platform.machine()}",
+        torch=torch.__version__,
+        triton=_installed_version("triton"),
+        transformers=_installed_version("transformers"),
+        device=str(get_device()),
+        cuda_available=cuda,
+        cuda_device=torch.cuda.get_device_name(0) if cuda else None,
+        mps_available=_mps_available(),
+        cpu_threads=torch.get_num_threads(),
+        triton_interpret=interpreter_requested(),
+        data_folder=data_folder,
+        cache_folder=str(cache_dir()),
+        corpora_on_disk=on_disk,
+        quick_mode=quick_mode(),
+    )
+
+
+def _installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution, read from its metadata without importing it."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
