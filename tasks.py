@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 TORCH_PIN = "torch==2.13.0"
-EXTRAS = {"book": "book", "test": "book,test,kernels,interop"}
+EXTRAS = {"book": "book", "test": "book,test,kernels,interop,coursework"}
 
 # Mermaid is served from the book itself (no page may load from another host). Its ESM build comes
 # from the npm registry's tarball, checked against the registry's published sha512.
