@@ -53,6 +53,18 @@ def test_layer_norm_matches_torch(bias, dtype):
     torch.testing.assert_close(ours(x), ref(x), rtol=tol, atol=tol)
 
 
+def test_layer_norm_matches_the_formula_in_float64():
+    norm = LayerNorm(24, eps=1e-3).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(3, 5, 24, dtype=torch.float64) * 2 + 1
+    mean = x.sum(-1, keepdim=True) / 24
+    var = ((x - mean) ** 2).sum(-1, keepdim=True) / 24  # biased variance
+    expected = (x - mean) / torch.sqrt(var + 1e-3) * norm.weight + norm.bias
+    torch.testing.assert_close(norm(x), expected, rtol=0, atol=1e-13)
+
+
 def test_rms_norm_matches_the_formula_in_float64_and_torch():
     norm = RMSNorm(24, eps=1e-6).double()
     with torch.no_grad():
