@@ -124,6 +124,12 @@ def test(args: argparse.Namespace) -> None:
     quick = {**env, "LLM_TUTORIAL_QUICK": "1", "OMP_NUM_THREADS": "1"}
     run(python, "-m", "pytest", "--nbval-lax", "notebooks", "-q", "-n", "2", "--dist", "loadfile",
         "--nbval-cell-timeout=600", "-p", "no:cacheprovider", env=quick)
+    # The notebooks handed to students (solutions stubbed, hidden tests removed) must run too.
+    students = ROOT / "_build" / "student"
+    shutil.rmtree(students, ignore_errors=True)
+    run(python, "-m", "llm_tutorial.assignments", "build", "all", "--out", students)
+    run(python, "-m", "pytest", "--nbval-lax", students, "-q", "-n", "2", "--dist", "loadfile",
+        "--nbval-cell-timeout=600", "-p", "no:cacheprovider", "--rootdir", ROOT, env=quick)
     build_book(strict=True)
     chromium = ensure_chromium()
     render_env = {**env, "LLM_TUTORIAL_CHROMIUM": chromium or ""}

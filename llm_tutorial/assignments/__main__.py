@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llm_tutorial.assignments", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="write student notebooks: solutions stubbed, hidden tests removed")
-    build.add_argument("chapter", help="chapter number (3), id (ch03) or notebook name")
+    build.add_argument("chapter", help="chapter number (3), id (ch03), notebook name, or 'all'")
     build.add_argument("--notebooks", type=Path, default=None, help="folder of the teacher's notebooks (default: ./notebooks)")
     build.add_argument("--out", type=Path, default=Path("student"), help="folder to write to (default: ./student)")
     grader = commands.add_parser("grade", help="execute a submission with the hidden tests and score each exercise")

@@ -46,7 +46,10 @@ def _tag(cell: dict, tag: str) -> None:
 
 
 def chapter_notebooks(chapter: str, notebooks_dir: Path) -> list[Path]:
-    """The notebooks of a chapter given as ``3``, ``03``, ``ch03`` or a notebook's file name."""
+    """The notebooks of a chapter given as ``3``, ``03``, ``ch03`` or a notebook's file name;
+    ``all`` gives every chapter's notebooks."""
+    if chapter == "all":
+        return sorted(notebooks_dir.glob("ch*.ipynb"))
     wanted = Path(chapter).stem
     if wanted.isdigit():
         wanted = f"ch{int(wanted):02d}"

@@ -116,9 +116,10 @@ def grade(submission: Path, source: Path, *, timeout: float = 120.0, quick: bool
 def report(scores: list[Score]) -> str:
     """A table of the scores and their total, for the terminal."""
     width = max(len(s.grade_id) for s in scores)
-    lines = [f"{'exercise':<{width}}  {'score':>11}  result"]
+    lines = [f"{'exercise':<{width}}  {'score':<11}  result"]
     for s in scores:
-        lines.append(f"{s.grade_id:<{width}}  {s.points:>5g} / {s.max_points:<3g}  {s.message}")
+        first_line = s.message.splitlines()[0] if s.message else ""
+        lines.append(f"{s.grade_id:<{width}}  {s.points:>5g} / {s.max_points:<3g}  {first_line}")
     got, total = sum(s.points for s in scores), sum(s.max_points for s in scores)
     lines.append(f"{'total':<{width}}  {got:>5g} / {total:<3g}  ({100 * got / total:.0f}%)")
     return "\n".join(lines)
