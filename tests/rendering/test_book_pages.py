@@ -151,6 +151,17 @@ def test_mermaid_diagrams_became_svg(rendered):
     assert not problems, "mermaid diagrams not rendered:\n" + "\n".join(problems)
 
 
+def test_diagram_ids_are_unique(rendered):
+    """Each diagram is drawn into its own SVG (clock-based ids once drew two diagrams into one)."""
+    results, _ = rendered
+    problems = []
+    for page, (_, dom) in results.items():
+        ids = [svg.get("id") for svg in BeautifulSoup(dom, "html.parser").select(".mermaid svg[id]")]
+        if len(ids) != len(set(ids)):
+            problems.append(f"{page.name}: {ids}")
+    assert not problems, "mermaid diagrams share ids:\n" + "\n".join(problems)
+
+
 def test_images_are_not_broken(rendered):
     results, recorder = rendered
     problems = []
@@ -176,3 +187,16 @@ def test_images_are_not_broken(rendered):
 def test_nothing_requested_from_another_host(rendered):
     _, recorder = rendered
     assert not recorder.foreign, "pages requested other hosts:\n" + "\n".join(sorted(set(recorder.foreign)))
+
+
+def test_solutions_are_collapsed(rendered):
+    """Exercise solutions appear only inside a closed dropdown, never inline."""
+    results, _ = rendered
+    inline = []
+    for page, (static, _) in results.items():
+        for block in BeautifulSoup(static, "html.parser").find_all("pre"):
+            if "BEGIN SOLUTION" in block.get_text():
+                dropdown = block.find_parent("details")
+                if dropdown is None or dropdown.has_attr("open"):
+                    inline.append(page.name)
+    assert not inline, f"solution code shown inline on {sorted(set(inline))}"
