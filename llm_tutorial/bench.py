@@ -44,13 +44,12 @@ from typing import Any
 
 import torch
 
-from llm_tutorial.data import get_batch, train_val_split
 from llm_tutorial.generate import generate
-from llm_tutorial.models.gpt import GPT, GPTConfig
+from llm_tutorial.models.gpt import GPT
 from llm_tutorial.runtime import get_device, seed_everything
 from llm_tutorial.train import Trainer
 from llm_tutorial.train.objectives import causal_lm_loss
-from llm_tutorial.train.run import build_tokenizer, check_windows, read_corpus
+from llm_tutorial.train.run import prepare_run
 from llm_tutorial.train.run_config import load_run_config
 
 
@@ -78,26 +77,21 @@ def benchmark(
     run = load_run_config(config, overrides)
     device = get_device(device or run.device)
     load_before = _load_average()
-    text = read_corpus(run.data.corpus)
-    tokenizer = build_tokenizer(run.data.tokenizer, text)
-    train_ids, _ = train_val_split(torch.tensor(tokenizer.encode(text), dtype=torch.long), run.data.val_fraction)
-    fields = {k: v for k, v in run.model.items() if k != "preset"}
-    model_config = GPTConfig.preset(run.model["preset"], vocab_size=tokenizer.vocab_size, **fields)
-    context = run.data.context_length or model_config.context_length
-    check_windows(train_ids, context, run.train.batch_size, "training")
+    prepared = prepare_run(run)
+    model_config = prepared.model_config
     seed_everything(run.train.seed)
     model = GPT(model_config).to(device)
     model.check_token_range = False  # ids come from the tokenizer, as in training
-    train = _time_training(model, run.train, lambda n, g: get_batch(train_ids, n, context, g), context, steps,
+    train = _time_training(model, run.train, prepared.batches("train"), prepared.context, steps,
                            warmup_steps)
-    prompt = train_ids[:1].view(1, 1).to(device)
+    prompt = prepared.train_ids[:1].view(1, 1).to(device)
     generation = _time_generation(model, prompt, new_tokens or model_config.context_length - 1, repeats, compare_hf)
     return {
         "config": str(config), "overrides": list(overrides), "device": str(device), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
         "load_average": {"before": load_before, "after": _load_average()},
         "model": {"preset": run.model["preset"], "parameters": model.num_parameters(), "n_layer": model_config.n_layer,
-                  "n_head": model_config.n_head, "d_model": model_config.d_model, "context_length": context,
+                  "n_head": model_config.n_head, "d_model": model_config.d_model, "context_length": prepared.context,
                   "vocab_size": model_config.vocab_size},
         "train": train, "generation": generation,
     }

@@ -77,45 +77,67 @@ def check_windows(ids: torch.Tensor, context_length: int, batch_size: int, split
         )
 
 
+@dataclasses.dataclass
+class PreparedRun:
+    """What a run needs before a model exists: the tokenizer, the split ids and the GPT's config."""
+
+    tokenizer: Any
+    train_ids: torch.Tensor  # (N_train,)
+    val_ids: torch.Tensor  # (N_val,)
+    model_config: Any  # GPTConfig
+    context: int  # tokens per training window
+
+    def batches(self, split: str):
+        """A batch source ``(batch_size, generator) -> (x, y)`` over the training or validation ids."""
+        ids = self.train_ids if split == "train" else self.val_ids
+        return lambda n, g: get_batch(ids, n, self.context, g)
+
+
+def prepare_run(run: RunConfig) -> PreparedRun:
+    """Corpus → tokenizer → ids → train/validation split → model config, with every check that
+    needs no model: a context longer than the model's, or a batch larger than the data, fails here."""
+    from ..models.gpt import GPTConfig
+
+    text = read_corpus(run.data.corpus)
+    tokenizer = build_tokenizer(run.data.tokenizer, text)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    train_ids, val_ids = train_val_split(ids, run.data.val_fraction)
+    fields = {k: v for k, v in run.model.items() if k != "preset"}
+    model_config = GPTConfig.preset(run.model["preset"], vocab_size=tokenizer.vocab_size, **fields)
+    context = run.data.context_length or model_config.context_length
+    if context > model_config.context_length:
+        raise ValueError(f"data.context_length={context} is longer than the model's context_length="
+                         f"{model_config.context_length}: the model has no positions beyond it")
+    check_windows(train_ids, context, run.train.batch_size, "training")
+    check_windows(val_ids, context, run.train.batch_size, "validation")
+    return PreparedRun(tokenizer, train_ids, val_ids, model_config, context)
+
+
 def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | None = None) -> History:
     """Train the run's GPT, writing checkpoints to ``out_dir``; continue from ``resume`` if given.
 
     Every check (context longer than the model's, a batch larger than the data, a directory
     holding another run) fails before the first training step. Returns the history."""
-    from ..models.gpt import GPT, GPTConfig
+    from ..models.gpt import GPT
 
     if resume is not None and latest_checkpoint(resume) is None:
         raise FileNotFoundError(f"--resume {resume}: no complete checkpoint there")
     process = start_process_group(run.device)
     try:
-        text = read_corpus(run.data.corpus)
-        tokenizer = build_tokenizer(run.data.tokenizer, text)
-        ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-        train_ids, val_ids = train_val_split(ids, run.data.val_fraction)
-        fields = {k: v for k, v in run.model.items() if k != "preset"}
-        model_config = GPTConfig.preset(run.model["preset"], vocab_size=tokenizer.vocab_size, **fields)
-        context = run.data.context_length or model_config.context_length
-        if context > model_config.context_length:
-            raise ValueError(f"data.context_length={context} is longer than the model's context_length="
-                             f"{model_config.context_length}: the model has no positions beyond it")
-        check_windows(train_ids, context, run.train.batch_size, "training")
-        check_windows(val_ids, context, run.train.batch_size, "validation")
-
+        prepared = prepare_run(run)
         seed_everything(run.train.seed)
-        model = GPT(model_config).to(process.device)
+        model = GPT(prepared.model_config).to(process.device)
         model.check_token_range = False  # ids come from the tokenizer: in range by construction
         train_config = dataclasses.replace(run.train, checkpoint_dir=str(out_dir))
         trainer = Trainer(
-            model, causal_lm_loss,
-            lambda n, g: get_batch(train_ids, n, context, g),
-            train_config,
-            val_batches=lambda n, g: get_batch(val_ids, n, context, g),
-            metadata={"run": run.to_dict(), "tokenizer": tokenizer_state(tokenizer)},
+            model, causal_lm_loss, prepared.batches("train"), train_config,
+            val_batches=prepared.batches("validation"),
+            metadata={"run": run.to_dict(), "tokenizer": tokenizer_state(prepared.tokenizer)},
         )
         if resume is not None:
             trainer.resume(resume)
         if process.is_main:
-            print(f"{model.num_parameters():,} parameters · {len(train_ids):,} training tokens · device "
+            print(f"{model.num_parameters():,} parameters · {len(prepared.train_ids):,} training tokens · device "
                   f"{process.device} × {process.world_size} process(es) · from step {trainer.step}", flush=True)
         history = trainer.fit()
         if process.is_main:
