@@ -173,3 +173,50 @@ def test_command_line_builds_and_grades(tmp_path):
     assert json.loads((tmp_path / "scores.json").read_text())[0]["grade_id"] == "add_tests"
     with pytest.raises(FileNotFoundError, match="chapters: ch42"):
         build_chapter("7", notebooks, tmp_path / "out")
+
+
+# The book's graded assignments: reference solutions, stubs, and subtly wrong solutions.
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def edited(tmp_path: Path, name: str, grade_id: str, old: str, new: str) -> Path:
+    """A copy of the teacher's notebook with one solution cell edited (a student's mistake)."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    cell = next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    assert old in cell.source, f"{old!r} not in the {grade_id} solution"
+    cell.source = cell.source.replace(old, new)
+    path = tmp_path / name
+    nbformat.write(notebook, path)
+    return path
+
+
+ASSIGNMENTS = {
+    "ch03_assignment_attention.ipynb": (
+        {"causal_mask_tests": 2, "attention_tests": 4, "heads_tests": 2, "self_attention_tests": 4},
+        # attention without the 1/sqrt(d) scale: the attention and the layer built on it fail.
+        ("attention", " / math.sqrt(q.shape[-1])", "", {"attention_tests", "self_attention_tests"}),
+    ),
+    "ch07_assignment_bpe.ipynb": (
+        {"pair_counts_tests": 2, "merge_word_tests": 2, "train_bpe_tests": 4, "encode_tests": 4},
+        # ties broken towards the largest pair: only training is wrong; encoding uses given merges.
+        ("train_bpe", "min(counts, key=lambda pair: (-counts[pair], pair))",
+         "max(counts, key=lambda pair: (counts[pair], pair))", {"train_bpe_tests"}),
+    ),
+    "ch05_assignment_triton_softmax.ipynb": (
+        {"reference_softmax_tests": 2, "kernel_power_of_two_tests": 4, "kernel_any_length_tests": 4,
+         "kernel_stability_tests": 2},
+        # a kernel that forgets to subtract the row maximum overflows on large inputs only.
+        ("softmax_kernel", "    x = x - tl.max(x, axis=0)\n", "", {"kernel_stability_tests"}),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ASSIGNMENTS))
+def test_book_assignment_reference_stub_and_subtle_mistake(name, tmp_path):
+    full, (grade_id, old, new, losing) = ASSIGNMENTS[name]
+    teacher = NOTEBOOKS / name
+    assert points(grade(teacher, teacher, timeout=120)) == full
+    stub = write(tmp_path / f"stub_{name}", json.loads(nbformat.writes(student_notebook(nbformat.read(teacher, 4)))))
+    assert set(points(grade(stub, teacher, timeout=120)).values()) == {0}
+    wrong = points(grade(edited(tmp_path, name, grade_id, old, new), teacher, timeout=120))
+    assert wrong == {exercise: 0 if exercise in losing else value for exercise, value in full.items()}
