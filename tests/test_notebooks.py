@@ -88,3 +88,21 @@ def test_chapters_appear_in_the_article_order():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     chapters = [c["file"] for part in toc["parts"] for c in part["chapters"] if c["file"].startswith("notebooks/ch")]
     assert chapters == sorted(chapters)
+
+
+CHAPTERS = [p for p in NOTEBOOKS if re.fullmatch(r"ch\d\d_[a-z_]+", p.stem) and "_assignment_" not in p.stem]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_has_a_graded_exercise_with_collapsed_solution_and_hidden_tests(path):
+    graded = [c for c in code_cells(load(path)) if "nbgrader" in c.get("metadata", {})]
+    solutions = [c for c in graded if c["metadata"]["nbgrader"].get("solution")]
+    tests = [c for c in graded if c["metadata"]["nbgrader"].get("grade")]
+    assert solutions and tests, "each chapter needs at least one exercise marked in nbgrader's format"
+    for cell in solutions:
+        source = "".join(cell["source"])
+        assert "### BEGIN SOLUTION" in source and "### END SOLUTION" in source
+        assert "hide-input" in cell["metadata"].get("tags", []), "the book must show solutions collapsed"
+    for cell in tests:
+        assert "### BEGIN HIDDEN TESTS" in "".join(cell["source"]), "graded cells carry hidden tests"
+        assert cell["metadata"]["nbgrader"]["points"] > 0
