@@ -106,3 +106,13 @@ def test_chapter_has_a_graded_exercise_with_collapsed_solution_and_hidden_tests(
     for cell in tests:
         assert "### BEGIN HIDDEN TESTS" in "".join(cell["source"]), "graded cells carry hidden tests"
         assert cell["metadata"]["nbgrader"]["points"] > 0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_is_skipped_by_nbval(path):
+    """Quick mode shortens loops; it never skips a cell, so CI runs every cell the reader runs."""
+    for cell in code_cells(load(path)):
+        source = "".join(cell["source"])
+        tags = cell.get("metadata", {}).get("tags", [])
+        assert not re.search(r"#\s*NBVAL_SKIP|#\s*NBVAL_IGNORE_OUTPUT", source, re.IGNORECASE), source[:80]
+        assert "nbval-skip" not in tags, source[:80]
