@@ -30,6 +30,14 @@ def hf_config(config: BertConfig):
     )
 
 
+def load_into_hugging_face(reference, state: dict[str, torch.Tensor], model, dtype: torch.dtype) -> None:
+    """Copy our weights ``state`` into the Hugging Face ``reference``, check that nothing but its
+    position/token-type buffers was left unset, and cast both models to ``dtype``."""
+    missing, unexpected = reference.load_state_dict(state, strict=False)
+    assert not unexpected and not [k for k in missing if "position_ids" not in k and "token_type_ids" not in k]
+    model.to(dtype), reference.to(dtype)
+
+
 def hf_encoder_names(n_layer: int, theirs: str = "bert.", ours: str = "encoder.") -> dict[str, str]:
     """Hugging Face's names of a BERT-style encoder's parameters (also ELECTRA's) -> ours."""
     names = {
@@ -103,9 +111,7 @@ def test_matches_hugging_face_bert_for_pretraining(dtype: torch.dtype, tolerance
     model = Bert(config).eval()
     randomise_(model, gen)
     reference = transformers.BertForPreTraining(hf_config(config)).eval()
-    missing, unexpected = reference.load_state_dict(hf_state_dict(model), strict=False)
-    assert not unexpected and not [k for k in missing if "position_ids" not in k and "token_type_ids" not in k]
-    model.to(dtype), reference.to(dtype)
+    load_into_hugging_face(reference, hf_state_dict(model), model, dtype)
 
     ids, types, mask = padded_pair_batch(gen, config.vocab_size)
     with torch.no_grad():
