@@ -167,10 +167,7 @@ class Transformer(nn.Module):
         """The (B, S) boolean mask of real source tokens: given, or ``src != pad_id``."""
         if src_mask is None:
             return src != self.config.pad_id
-        check_rank(src_mask, "src_mask", 2, "(B, S), True at real tokens")
-        check_dtype(src_mask, "src_mask", torch.bool)
-        if src_mask.shape != src.shape:
-            raise ValueError(f"src_mask must have the shape of src {tuple(src.shape)}, got {tuple(src_mask.shape)}")
+        _check_source_mask(src_mask, tuple(src.shape))
         return src_mask
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -213,12 +210,7 @@ class Transformer(nn.Module):
             raise ValueError(f"memory has batch size {memory.size(0)} but tgt_in has {tgt_in.size(0)}")
         keys = None
         if src_mask is not None:
-            check_rank(src_mask, "src_mask", 2, "(B, S), True at real tokens")
-            check_dtype(src_mask, "src_mask", torch.bool)
-            if src_mask.shape != memory.shape[:2]:
-                raise ValueError(
-                    f"src_mask must have shape (B, S) = {tuple(memory.shape[:2])}, got {tuple(src_mask.shape)}"
-                )
+            _check_source_mask(src_mask, tuple(memory.shape[:2]))
             keys = padding_mask(src_mask)  # (B, 1, 1, S)
         x = self._embed(tgt_in, self.tgt_embed, offset)  # (B, T, d_model)
         for i, block in enumerate(self.decoder):
@@ -247,3 +239,11 @@ class Transformer(nn.Module):
             c.n_decoder_layer, check_positive_int(batch_size, "batch_size"), c.n_head, max_len,
             c.d_model // c.n_head, device=weight.device, dtype=weight.dtype,
         )
+
+
+def _check_source_mask(src_mask: torch.Tensor, shape: tuple[int, int]) -> None:
+    """``src_mask`` must be a boolean (B, S) tensor of the source's ``shape``, True at real tokens."""
+    check_rank(src_mask, "src_mask", 2, "(B, S), True at real tokens")
+    check_dtype(src_mask, "src_mask", torch.bool)
+    if tuple(src_mask.shape) != shape:
+        raise ValueError(f"src_mask must have the shape of src, (B, S) = {shape}, got {tuple(src_mask.shape)}")
