@@ -36,6 +36,7 @@ from torch import nn
 
 from .._checks import check_dtype, check_last_dim, check_positive_int, check_rank, check_tensor
 from ..losses import cross_entropy
+from ..train.batch import encoder_outputs
 from .bert import BertConfig, BertEncoder, init_bert_weights
 
 
@@ -107,10 +108,7 @@ def span_loss(
 
     ``start_logits`` and ``end_logits`` are (B, T); ``start_positions`` and ``end_positions``
     (B,) hold each answer's first and last token index (inclusive)."""
-    check_rank(start_logits, "start_logits", 2, "(B, T)")
-    if end_logits.shape != start_logits.shape:
-        raise ValueError(f"end_logits must have the shape of start_logits {tuple(start_logits.shape)}, "
-                         f"got {tuple(end_logits.shape)}")
+    _check_span_logits(start_logits, end_logits)
     for name, positions in (("start_positions", start_positions), ("end_positions", end_positions)):
         check_rank(positions, name, 1, "(B,) token indices")
         if positions.size(0) != start_logits.size(0):
@@ -130,10 +128,7 @@ def best_span(
     """The span ``(î, ĵ)`` of each sequence maximising ``s_i + e_j`` with ``i ≤ j < i + max_answer_length``
     and both ``allowed`` (B, T, bool; True at the context's tokens). Returns two (B,) tensors of
     token indices, the answer's first and last token (inclusive)."""
-    check_rank(start_logits, "start_logits", 2, "(B, T)")
-    if end_logits.shape != start_logits.shape:
-        raise ValueError(f"end_logits must have the shape of start_logits {tuple(start_logits.shape)}, "
-                         f"got {tuple(end_logits.shape)}")
+    _check_span_logits(start_logits, end_logits)
     check_tensor(allowed, "allowed")
     check_dtype(allowed, "allowed (True where an answer may start or end)", torch.bool)
     if allowed.shape != start_logits.shape:
@@ -155,10 +150,13 @@ def best_span(
 def span_qa_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The trainer's ``loss_fn`` for extractive QA: a dict batch with ``input_ids``, optional
     ``token_type_ids`` and ``attention_mask`` (B, T), and ``start_positions``/``end_positions`` (B,)."""
-    if not isinstance(batch, Mapping):
-        raise ValueError(f"span_qa_loss expects a dict batch, got {type(batch).__name__}")
-    missing = [key for key in ("input_ids", "start_positions", "end_positions") if key not in batch]
-    if missing:
-        raise ValueError(f"the batch lacks {missing}; it has {sorted(batch)}")
-    out = model(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+    out = encoder_outputs(model, batch, "start_positions", "end_positions")
     return span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"])
+
+
+def _check_span_logits(start_logits: torch.Tensor, end_logits: torch.Tensor) -> None:
+    """Start and end logits must be two (B, T) tensors of one shape."""
+    check_rank(start_logits, "start_logits", 2, "(B, T)")
+    if end_logits.shape != start_logits.shape:
+        raise ValueError(f"end_logits must have the shape of start_logits {tuple(start_logits.shape)}, "
+                         f"got {tuple(end_logits.shape)}")

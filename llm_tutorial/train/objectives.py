@@ -20,12 +20,12 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..losses import clm_loss, mlm_loss, nsp_loss, seq2seq_loss
+from .batch import encoder_outputs
 
 
 def causal_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -42,34 +42,24 @@ def seq2seq_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Te
 
 def masked_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy at the masked positions: ``mlm_loss(out.mlm_logits, labels)``."""
-    return mlm_loss(_encoder_outputs(model, batch, "labels").mlm_logits, batch["labels"])
+    return mlm_loss(encoder_outputs(model, batch, "labels").mlm_logits, batch["labels"])
 
 
 def next_sentence_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Two-way cross-entropy of "is segment B the next one?": ``nsp_loss(out.nsp_logits, is_next)``."""
-    return nsp_loss(_encoder_outputs(model, batch, "is_next").nsp_logits, batch["is_next"])
+    return nsp_loss(encoder_outputs(model, batch, "is_next").nsp_logits, batch["is_next"])
 
 
 def bert_pretraining_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """BERT's pre-training loss, the sum of both objectives: ``L = L_MLM + L_NSP`` (one forward pass)."""
-    out = _encoder_outputs(model, batch, "labels", "is_next")
+    out = encoder_outputs(model, batch, "labels", "is_next")
     return mlm_loss(out.mlm_logits, batch["labels"]) + nsp_loss(out.nsp_logits, batch["is_next"])
 
 
 def replaced_token_detection_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """ELECTRA's pre-training loss ``L = L_MLM(generator) + λ · L_RTD(discriminator)``, as the
     model's forward pass computes it with ``mlm_loss`` and ``rtd_loss``."""
-    return _encoder_outputs(model, batch).loss
-
-
-def _encoder_outputs(model: nn.Module, batch: Mapping[str, torch.Tensor], *needed: str) -> Any:
-    if not isinstance(batch, Mapping):
-        raise ValueError(f"this objective expects a dict batch with input_ids and {', '.join(needed)}, "
-                         f"got {type(batch).__name__}")
-    missing = [key for key in ("input_ids", *needed) if key not in batch]
-    if missing:
-        raise ValueError(f"the batch lacks {missing}; it has {sorted(batch)}")
-    return model(batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask"))
+    return encoder_outputs(model, batch).loss
 
 
 def _unpack(batch: object, sizes: int | tuple[int, ...], layout: str) -> tuple[torch.Tensor, ...]:
