@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from llm_tutorial.assignments import find_exercises
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("ch*.ipynb"))
 
@@ -95,17 +97,18 @@ CHAPTERS = [p for p in NOTEBOOKS if re.fullmatch(r"ch\d\d_[a-z_]+", p.stem) and 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_has_a_graded_exercise_with_collapsed_solution_and_hidden_tests(path):
-    graded = [c for c in code_cells(load(path)) if "nbgrader" in c.get("metadata", {})]
-    solutions = [c for c in graded if c["metadata"]["nbgrader"].get("solution")]
-    tests = [c for c in graded if c["metadata"]["nbgrader"].get("grade")]
-    assert solutions and tests, "each chapter needs at least one exercise marked in nbgrader's format"
-    for cell in solutions:
-        source = "".join(cell["source"])
-        assert "### BEGIN SOLUTION" in source and "### END SOLUTION" in source
-        assert "hide-input" in cell["metadata"].get("tags", []), "the book must show solutions collapsed"
-    for cell in tests:
-        assert "### BEGIN HIDDEN TESTS" in "".join(cell["source"]), "graded cells carry hidden tests"
-        assert cell["metadata"]["nbgrader"]["points"] > 0
+    notebook = load(path)
+    exercises = find_exercises(notebook)
+    assert exercises, "each chapter needs at least one exercise marked in nbgrader's format"
+    for exercise in exercises:
+        assert exercise.solution_cells, f"{exercise.grade_id} has no solution cell"
+        for index in exercise.solution_cells:
+            cell = notebook["cells"][index]
+            source = "".join(cell["source"])
+            assert "### BEGIN SOLUTION" in source and "### END SOLUTION" in source
+            assert "hide-input" in cell["metadata"].get("tags", []), "the book must show solutions collapsed"
+        assert "### BEGIN HIDDEN TESTS" in "".join(notebook["cells"][exercise.test_cell]["source"])
+        assert exercise.points > 0
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
