@@ -111,6 +111,14 @@ def book(_: argparse.Namespace) -> None:
     build_book(strict=False)
 
 
+def execute_notebooks(folder: Path, env: dict[str, str]) -> None:
+    """Every notebook in ``folder`` top to bottom under nbval, in quick mode."""
+    # Two notebooks run at once, one per core: one math thread each avoids oversubscription.
+    quick = {**env, "LLM_TUTORIAL_QUICK": "1", "OMP_NUM_THREADS": "1"}
+    run(venv_bin("python"), "-m", "pytest", "--nbval-lax", folder, "-q", "-n", "2", "--dist", "loadfile",
+        "--nbval-cell-timeout=600", "-p", "no:cacheprovider", "--rootdir", ROOT, env=quick)
+
+
 def test(args: argparse.Namespace) -> None:
     started = time.monotonic()
     ensure_environment(EXTRAS["test"])
@@ -120,16 +128,12 @@ def test(args: argparse.Namespace) -> None:
     if "LLM_TUTORIAL_DATA" not in env and shared_data.is_dir():
         env["LLM_TUTORIAL_DATA"] = str(shared_data)
     run(python, "-m", "pytest", "tests", "--ignore=tests/rendering", "-q", "-n", "2", "--dist", "loadfile", env=env)
-    # Two notebooks run at once, one per core: one math thread each avoids oversubscription.
-    quick = {**env, "LLM_TUTORIAL_QUICK": "1", "OMP_NUM_THREADS": "1"}
-    run(python, "-m", "pytest", "--nbval-lax", "notebooks", "-q", "-n", "2", "--dist", "loadfile",
-        "--nbval-cell-timeout=600", "-p", "no:cacheprovider", env=quick)
+    execute_notebooks(ROOT / "notebooks", env)
     # The notebooks handed to students (solutions stubbed, hidden tests removed) must run too.
     students = ROOT / "_build" / "student"
     shutil.rmtree(students, ignore_errors=True)
     run(python, "-m", "llm_tutorial.assignments", "build", "all", "--out", students)
-    run(python, "-m", "pytest", "--nbval-lax", students, "-q", "-n", "2", "--dist", "loadfile",
-        "--nbval-cell-timeout=600", "-p", "no:cacheprovider", "--rootdir", ROOT, env=quick)
+    execute_notebooks(students, env)
     build_book(strict=True)
     chromium = ensure_chromium()
     render_env = {**env, "LLM_TUTORIAL_CHROMIUM": chromium or ""}
