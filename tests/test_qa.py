@@ -10,7 +10,8 @@ import transformers
 from test_bert import hf_config, hf_encoder_names, load_into_hugging_face, padded_pair_batch, randomise_, tiny_config
 
 from llm_tutorial.models.bert import Bert
-from llm_tutorial.models.qa import BertForSpanQA, SpanQAHead, best_span, span_loss, span_qa_loss
+from llm_tutorial.models.qa import BertForSpanQA, SpanQAHead, best_span, span_loss
+from llm_tutorial.train.objectives import span_qa_loss
 
 
 def hf_qa_state_dict(model: BertForSpanQA) -> dict[str, torch.Tensor]:

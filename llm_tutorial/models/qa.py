@@ -28,7 +28,6 @@ Nothing is generated, so the answer is always text of the context, which is the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -36,7 +35,6 @@ from torch import nn
 
 from .._checks import check_dtype, check_last_dim, check_positive_int, check_rank, check_tensor
 from ..losses import cross_entropy
-from ..train.batch import encoder_outputs
 from .bert import BertConfig, BertEncoder, init_bert_weights
 
 
@@ -145,13 +143,6 @@ def best_span(
     valid = valid & allowed.unsqueeze(2) & allowed.unsqueeze(1)  # (B, T, T)
     flat = scores.masked_fill(~valid, float("-inf")).view(B, T * T).argmax(dim=-1)  # (B,)
     return flat // T, flat % T
-
-
-def span_qa_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The trainer's ``loss_fn`` for extractive QA: a dict batch with ``input_ids``, optional
-    ``token_type_ids`` and ``attention_mask`` (B, T), and ``start_positions``/``end_positions`` (B,)."""
-    out = encoder_outputs(model, batch, "start_positions", "end_positions")
-    return span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"])
 
 
 def _check_span_logits(start_logits: torch.Tensor, end_logits: torch.Tensor) -> None:

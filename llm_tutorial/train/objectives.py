@@ -15,6 +15,10 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
   ``token_type_ids``/``attention_mask``; ELECTRA masks, samples and scores inside its forward
   pass (:class:`~llm_tutorial.models.electra.Electra`), drawing from the global random state,
   which checkpoints restore.
+- :func:`span_qa_loss`: a dict with ``input_ids``, optional ``token_type_ids``/``attention_mask``
+  and ``start_positions``/``end_positions`` (B,); the model returns ``start_logits`` and
+  ``end_logits`` (:class:`~llm_tutorial.models.qa.BertForSpanQA`), scored by
+  :func:`~llm_tutorial.models.qa.span_loss`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from torch import nn
 
 from ..losses import clm_loss, mlm_loss, nsp_loss, seq2seq_loss
+from ..models.qa import span_loss
 from .batch import encoder_outputs
 
 
@@ -60,6 +65,12 @@ def replaced_token_detection_loss(model: nn.Module, batch: Mapping[str, torch.Te
     """ELECTRA's pre-training loss ``L = L_MLM(generator) + λ · L_RTD(discriminator)``, as the
     model's forward pass computes it with ``mlm_loss`` and ``rtd_loss``."""
     return encoder_outputs(model, batch).loss
+
+
+def span_qa_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Extractive QA: ``span_loss(out.start_logits, out.end_logits, start_positions, end_positions)``."""
+    out = encoder_outputs(model, batch, "start_positions", "end_positions")
+    return span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"])
 
 
 def _unpack(batch: object, sizes: int | tuple[int, ...], layout: str) -> tuple[torch.Tensor, ...]:
