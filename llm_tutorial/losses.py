@@ -114,7 +114,7 @@ def clm_loss(
     """Causal language modelling: predict every next token.
 
     ``logits`` (B, T, V) are the model's outputs on ``inputs = x[:, :-1]`` and ``targets``
-    (B, T) are ``x[:, 1:]`` (see ``llm_tutorial.data.objectives.causal_lm_example``):
+    (B, T) are ``x[:, 1:]`` (see ``llm_tutorial.data.pretraining_examples.causal_lm_example``):
 
         L = -(1 / N) sum_{b, t} log p(x_{b, t+1} | x_{b, <=t})
 
@@ -136,7 +136,7 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: flo
     """Masked language modelling: recover the original token at the masked positions only.
 
     ``logits`` (B, T, V); ``labels`` (B, T) hold the original id where a position was selected
-    for masking and ``IGNORE_INDEX`` elsewhere (``llm_tutorial.data.objectives.mask_tokens``):
+    for masking and ``IGNORE_INDEX`` elsewhere (``llm_tutorial.data.pretraining_examples.mask_tokens``):
 
         L = -(1 / |M|) sum_{(b, t) in M} log p(x_{b, t} | x_masked)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from llm_tutorial.data.objectives import mask_tokens, nsp_batch, sample_nsp_pairs
+from llm_tutorial.data.pretraining_examples import mask_tokens, nsp_batch, sample_nsp_pairs
 from llm_tutorial.losses import mlm_loss, nsp_loss
 from llm_tutorial.models.bert import Bert, BertConfig, BertEncoder
 
@@ -148,7 +148,7 @@ def test_mlm_head_is_tied_and_parameters_are_counted() -> None:
 
 
 def test_pretraining_step_on_objective_examples_reduces_the_loss(one_thread: None) -> None:
-    """MLM + NSP batches from ``llm_tutorial.data.objectives`` train the model end to end."""
+    """MLM + NSP batches from ``llm_tutorial.data.pretraining_examples`` train the model end to end."""
     torch.manual_seed(2)
     gen = torch.Generator().manual_seed(2)
     model = Bert(tiny_config(vocab_size=30))

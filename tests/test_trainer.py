@@ -358,7 +358,7 @@ def test_objectives_delegate_to_the_losses():
 def test_trains_every_model_family_and_objective(objective):
     """The encoder–decoder (translation-style loss), BERT (MLM + NSP) and ELECTRA (RTD) learn a toy
     task through the same trainer (GPT's causal LM is covered above and in test_resume)."""
-    from llm_tutorial.data.objectives import mask_tokens
+    from llm_tutorial.data.pretraining_examples import mask_tokens
     from llm_tutorial.models.bert import Bert, BertConfig
     from llm_tutorial.models.electra import Electra, ElectraConfig
     from llm_tutorial.models.transformer import Transformer, TransformerConfig

@@ -1,7 +1,7 @@
 """Data: named corpora (download, checksum, cache), batching, and pre-training examples.
 
 The examples of each pre-training objective (MLM, NSP, CLM, RTD) live in
-``llm_tutorial.data.objectives``.
+``llm_tutorial.data.pretraining_examples``.
 """
 
 from .batching import encode_corpus, get_batch, train_val_split

@@ -247,7 +247,7 @@ class Bert(nn.Module):
     """BERT for pre-training: encoder, MLM head and NSP head (``BertForPreTraining`` in HF terms).
 
     Train with ``mlm_loss(out.mlm_logits, labels) + nsp_loss(out.nsp_logits, is_next)`` from
-    ``llm_tutorial.losses``, on examples from ``llm_tutorial.data.objectives``.
+    ``llm_tutorial.losses``, on examples from ``llm_tutorial.data.pretraining_examples``.
     """
 
     def __init__(self, config: BertConfig) -> None:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_generator, check_last_dim, check_positive_number, check_probability
-from ..data.objectives import mask_tokens, replace_tokens
+from ..data.pretraining_examples import mask_tokens, replace_tokens
 from ..losses import IGNORE_INDEX, mlm_loss, rtd_loss
 from .bert import BertConfig, BertEmbeddings, BertEncoder, MaskedLMHead, init_bert_weights
 

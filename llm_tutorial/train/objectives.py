@@ -9,7 +9,7 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
   the encoder–decoder's teacher forcing, ``model(src, tgt_in[, src_mask])`` → (B, T, V).
 - :func:`masked_lm_loss`, :func:`next_sentence_loss`, :func:`bert_pretraining_loss`: a dict with
   ``input_ids`` (B, T), optional ``token_type_ids`` and ``attention_mask`` (B, T), ``labels``
-  (B, T) for MLM (``llm_tutorial.data.objectives.mask_tokens``) and ``is_next`` (B,) for NSP
+  (B, T) for MLM (``llm_tutorial.data.pretraining_examples.mask_tokens``) and ``is_next`` (B,) for NSP
   (``nsp_batch``); the model returns ``mlm_logits`` and ``nsp_logits`` (:class:`~llm_tutorial.models.bert.Bert`).
 - :func:`replaced_token_detection_loss`: a dict with ``input_ids`` and optional
   ``token_type_ids``/``attention_mask``; ELECTRA masks, samples and scores inside its forward

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llm_tutorial.data import load_text
-from llm_tutorial.data.objectives import (
+from llm_tutorial.data.pretraining_examples import (
     NspPair,
     causal_lm_example,
     mask_tokens,
