@@ -12,8 +12,8 @@ The layers, lowest first (a module may import from its own layer and from any lo
 4. models and what runs one: ``models``, ``generate`` (decoding strategies), ``interop`` (weights
    from Hugging Face).
 5. ``train``: the loop, its configuration, checkpoints and ``loss_fn`` per objective.
-6. the command line and end-to-end tools: ``__main__``, ``bench`` (timings of the whole pipeline),
-   ``assignments`` (coursework tooling).
+6. the command line and end-to-end tools: ``__main__``, ``throughput`` (tokens/s of a whole
+   training run and of generation), ``assignments`` (coursework tooling).
 
 Every import counts, including those inside functions (a lazy import is still an arrow). The
 test reads the source with ``ast``, so it needs no import of the package and sees every module.
@@ -44,7 +44,7 @@ LAYERS: dict[str, int] = {
     "interop": 4,
     "train": 5,
     "__main__": 6,
-    "bench": 6,
+    "throughput": 6,
     "assignments": 6,
 }
 

@@ -1,9 +1,10 @@
 """Benchmark a named run: training tokens/s and peak memory, generation tokens/s with and without
-the KV cache, beside Hugging Face ``generate`` on the same weights.
+the KV cache, beside Hugging Face ``generate`` on the same weights. (Single kernels are timed by
+``python -m llm_tutorial.kernels.bench``.)
 
 Usage::
 
-    python -m llm_tutorial.bench --config shakespeare-char [--steps 100] [--out bench.json]
+    python -m llm_tutorial.throughput --config shakespeare-char [--steps 100] [--out bench.json]
 
 What is measured, and how:
 
@@ -195,10 +196,10 @@ def format_report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m llm_tutorial.bench``: measure, print, and save as JSON with ``--out``."""
+    """``python -m llm_tutorial.throughput``: measure, print, and save as JSON with ``--out``."""
     from llm_tutorial.train.run_config import PRESETS
 
-    parser = argparse.ArgumentParser(prog="python -m llm_tutorial.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m llm_tutorial.throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="shakespeare-char", metavar="FILE|PRESET",
                         help=f"a YAML run config or a preset: {', '.join(PRESETS)} (default shakespeare-char)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",

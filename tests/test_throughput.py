@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from llm_tutorial.bench import benchmark, main
+from llm_tutorial.throughput import benchmark, main
 
 TINY = ["model.n_layer=1", "model.n_head=2", "model.d_model=16", "model.context_length=12", "train.batch_size=4"]
 
