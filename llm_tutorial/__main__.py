@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_train(args: argparse.Namespace) -> None:
     """The ``train`` command."""
     from .train.checkpoint import latest_checkpoint, load_checkpoint
-    from .train.run import train_from_config
+    from .train.launch import train_from_config
     from .train.run_config import apply_overrides, load_run_config, run_config_from_dict
 
     if args.config is None and args.resume is None:
@@ -103,7 +103,7 @@ def run_sample(args: argparse.Namespace) -> None:
 
     from .runtime import get_device
     from .train.checkpoint import load_checkpoint
-    from .train.run import tokenizer_from_state
+    from .train.launch import tokenizer_from_state
 
     if args.max_new_tokens < 1 or args.num_samples < 1:
         raise ValueError("--max-new-tokens and --num-samples must be at least 1")

@@ -50,7 +50,7 @@ from llm_tutorial.models.gpt import GPT
 from llm_tutorial.runtime import get_device, seed_everything
 from llm_tutorial.train import Trainer
 from llm_tutorial.train.objectives import causal_lm_loss
-from llm_tutorial.train.run import prepare_run
+from llm_tutorial.train.launch import prepare_run
 from llm_tutorial.train.run_config import load_run_config
 
 

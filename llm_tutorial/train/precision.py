@@ -14,7 +14,7 @@ import contextlib
 import torch
 
 from .._checks import check_choice
-from .config import PRECISIONS
+from .trainer_config import PRECISIONS
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from .._checks import check_choice, check_probability
-from .config import TrainConfig
+from .trainer_config import TrainConfig
 
 TOKENIZERS = ("char", "gpt2")
 SECTIONS = ("model", "data", "train", "device")

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from .batch import Batch, leading_tensor, map_tensors
 from .checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .trainer_config import TrainConfig
 from .distributed import all_reduce_mean, barrier, current_process, shard
 from .history import History
 from .optimizer import build_adamw
