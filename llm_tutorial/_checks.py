@@ -7,6 +7,7 @@ matrix multiply.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -52,6 +53,28 @@ def check_dtype(x: torch.Tensor, name: str, dtypes: Sequence[torch.dtype] | torc
         raise TypeError(f"{name} must have dtype {names}, got {str(x.dtype).replace('torch.', '')}")
 
 
+def check_same_device(tensors: dict[str, torch.Tensor]) -> None:
+    """The named tensors must sit on one device (a meta tensor beside a CPU one is an error, not an answer)."""
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"all inputs must be on the same device, got {listed}; move them with .to(device)")
+
+
+def check_same_dtype_and_device(tensors: dict[str, torch.Tensor]) -> None:
+    """The named tensors must share one dtype and one device."""
+    if len({t.dtype for t in tensors.values()}) > 1:
+        raise TypeError(
+            f"{_and(list(tensors))} must share one dtype, got {_and([str(t.dtype) for t in tensors.values()])}; "
+            "convert them with .to(dtype)"
+        )
+    check_same_device(tensors)
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def check_floating(x: torch.Tensor, name: str) -> None:
     """``x`` must hold floating-point numbers."""
     if not x.is_floating_point():
@@ -93,27 +116,70 @@ def check_generator(generator: object, name: str = "generator") -> None:
         )
 
 
-def check_positive_int(value: object, name: str) -> int:
-    """``value`` must be an int ≥ 1."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_int(value: object, name: str, low: int | None = None, high: int | None = None, *, hint: str = "") -> int:
+    """``value`` must be an int (a bool is not one) with ``low ≤ value ≤ high``; either bound may
+    be None. ``hint`` is appended to the message, e.g. ``" (a token id)"``."""
+    if (not isinstance(value, int) or isinstance(value, bool)
+            or (low is not None and value < low) or (high is not None and value > high)):
+        raise ValueError(f"{name} must be {_integer_words(low, high)}{hint}, got {value!r}")
     return value
 
 
-def check_positive_number(value: object, name: str) -> float:
-    """``value`` must be a real number > 0 (a temperature, a loss weight, a norm's eps)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+def check_number(
+    value: object, name: str, low: float | None = None, high: float | None = None, *, above: bool = False,
+    hint: str = "",
+) -> float:
+    """``value`` must be a finite real number (a bool is not one) with ``low ≤ value ≤ high``
+    (``low < value`` when ``above``); either bound may be None. NaN and ±∞ never pass: a NaN
+    epsilon or an infinite base would turn every output into NaN far from the mistake."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if above else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        raise ValueError(f"{name} must be {_number_words(low, high, above)}{hint}, got {value!r}")
     return float(value)
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` must be an int ≥ 1."""
+    return check_int(value, name, 1)
+
+
+def check_positive_number(value: object, name: str) -> float:
+    """``value`` must be a finite real number > 0 (a temperature, a loss weight, a norm's eps)."""
+    return check_number(value, name, 0, above=True)
 
 
 def check_probability(value: float, name: str, *, inclusive_high: bool = True) -> float:
     """``value`` must lie in [0, 1] (or [0, 1) when ``inclusive_high`` is false)."""
-    high_ok = value <= 1.0 if inclusive_high else value < 1.0
-    if not (isinstance(value, (int, float)) and 0.0 <= value and high_ok):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value
+    if not (ok and (value <= 1.0 if inclusive_high else value < 1.0)):
         bracket = "]" if inclusive_high else ")"
         raise ValueError(f"{name} must be a probability in [0, 1{bracket}, got {value!r}")
     return float(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """``value`` must be True or False (not 0/1, not a string)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _integer_words(low: int | None, high: int | None) -> str:
+    if high is not None:
+        return f"an integer in [{low}, {high}]" if low is not None else f"an integer ≤ {high}"
+    return {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer ≥ {low}")
+
+
+def _number_words(low: float | None, high: float | None, above: bool) -> str:
+    if low is None and high is None:
+        return "a finite number"
+    if high is None:
+        return "a positive number" if (low == 0 and above) else f"a number {'>' if above else '≥'} {low}"
+    return f"a number in {'(' if above else '['}{low}, {high}]" if low is not None else f"a number ≤ {high}"
 
 
 def check_divides(divisor: int, dividend: int, divisor_name: str, dividend_name: str) -> None:

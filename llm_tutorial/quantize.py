@@ -34,15 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_floating, check_rank, check_tensor
+from ._checks import check_floating, check_int, check_rank, check_tensor
 
 MIN_BITS, MAX_BITS = 2, 8
 
 
 def _check_bits(bits: object) -> int:
-    if not isinstance(bits, int) or isinstance(bits, bool) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
-    return bits
+    return check_int(bits, "bits", MIN_BITS, MAX_BITS)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import check_int
+
 QUICK_ENV = "LLM_TUTORIAL_QUICK"
 
 
@@ -47,8 +49,7 @@ def seed_everything(seed: int) -> torch.Generator:
     Same seed, same numbers: the book's outputs are reproducible on the same machine and library
     versions. The returned generator lets a caller draw random numbers that no other code touches.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_int(seed, "seed")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from llm_tutorial._checks import check_int
 from llm_tutorial.generate import generate
 from llm_tutorial.models.gpt import GPT
 from llm_tutorial.runtime import get_device, seed_everything
@@ -72,9 +73,7 @@ def benchmark(
     tokens (default: fill the context after a one-token prompt), timed ``repeats`` times.
     ``compare_hf=False`` skips Hugging Face (needed only for that column)."""
     for value, name in ((steps, "steps"), (warmup_steps, "warmup_steps"), (repeats, "repeats")):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "warmup_steps" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'warmup_steps' else 'positive'} integer, "
-                             f"got {value!r}")
+        check_int(value, name, 0 if name == "warmup_steps" else 1)
     run = load_run_config(config, overrides)
     device = get_device(device or run.device)
     load_before = _load_average()

@@ -154,10 +154,12 @@ def test_self_attention_matches_torch_multihead_attention(impl, bias):
         x, x, x, attn_mask=~causal_mask(T), key_padding_mask=~keep, need_weights=True, average_attn_weights=False
     )
     out = ours(x, mask=padding_mask(keep), is_causal=True)
-    out_w, weights = ours(x, mask=padding_mask(keep), is_causal=True, return_weights=True)
+    assert ours.weights is None, "weights are kept only when asked"
+    ours.keep_weights = True
+    out_w = ours(x, mask=padding_mask(keep), is_causal=True)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out_w, ref_out, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(weights, ref_weights, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.weights, ref_weights, rtol=1e-5, atol=1e-6)
 
 
 def test_cross_attention_matches_torch_multihead_attention():
@@ -170,9 +172,10 @@ def test_cross_attention_matches_torch_multihead_attention():
     ref_out, ref_weights = ref(
         x, memory, memory, key_padding_mask=~padding_mask(lengths, S)[:, 0, 0], average_attn_weights=False
     )
-    out, weights = ours(x, memory, mask=padding_mask(lengths, S), return_weights=True)
+    ours.keep_weights = True
+    out = ours(x, memory, mask=padding_mask(lengths, S))
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(weights, ref_weights, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.weights, ref_weights, rtol=1e-5, atol=1e-6)
 
 
 def test_grouped_query_attention_equals_attention_with_repeated_kv_heads():
@@ -310,25 +313,26 @@ def test_bad_multi_head_attention_configuration(kwargs, match):
         MultiHeadAttention(**kwargs)
 
 
-def test_multi_head_attention_bad_calls():
+def test_q_k_v_of_mixed_dtypes_or_devices_are_refused():
+    """fp16 q with fp32 k/v crashed deep in torch; a meta q beside CPU k/v returned CPU values."""
+    q = torch.randn(2, 4, 8)
+    with pytest.raises(TypeError, match=r"q, k and v must share one dtype, got torch.float16, torch.float32"):
+        scaled_dot_product_attention(q.half(), q, q)
+    with pytest.raises(TypeError, match="must share one dtype"):
+        scaled_dot_product_attention(q, q, q.double())
+    with pytest.raises(ValueError, match="q on meta, k on cpu, v on cpu"):
+        scaled_dot_product_attention(q.to("meta"), q, q)
+
+
+def test_multi_head_attention_trusts_its_caller_and_torch_names_the_mismatch():
+    """The layer checks its construction; its inputs are checked by the models that call it. Called
+    directly with float64 input on float32 weights, the first projection fails with PyTorch's own
+    message naming both dtypes (the fix, attn.double(), is the same as for any nn.Linear)."""
     attn = MultiHeadAttention(24, 4)
-    x = torch.randn(2, 7, 24)
-    with pytest.raises(ValueError, match="last dimension 24"):
-        attn(torch.randn(2, 7, 16))
-    with pytest.raises(ValueError, match=r"must have 3 dimensions \(B, T, d_model\)"):
-        attn(torch.randn(7, 24))
-    with pytest.raises(ValueError, match="must have 2 or 4 dimensions"):
-        attn(x, mask=torch.ones(2, 7, 7, dtype=torch.bool))
-    with pytest.raises(ValueError, match="cross-attention .* takes no is_causal"):
-        attn(x, torch.randn(2, 5, 24), is_causal=True)
-    with pytest.raises(ValueError, match="memory has batch size 3"):
-        attn(x, torch.randn(3, 5, 24))
-    with pytest.raises(ValueError, match=r"rope cos must have shape \(T, head_dim/2\)"):
-        attn(x, rope=(torch.ones(7, 6), torch.ones(7, 6)))
-    with pytest.raises(TypeError, match="cache must be a LayerKVCache"):
-        attn(x, cache=KVCache(1, 2, 4, 8, 6))
-    with pytest.raises(TypeError, match="cache must be a LayerKVCache"):
-        attn(x, mask=causal_mask(7), cache=[])
+    with pytest.raises(RuntimeError, match="Double and Float"):
+        attn(torch.randn(2, 7, 24, dtype=torch.float64))
+    out = attn.double()(torch.randn(2, 7, 24, dtype=torch.float64))
+    assert out.dtype == torch.float64 and out.shape == (2, 7, 24)
 
 
 def test_triton_impl_refuses_padding_masks():

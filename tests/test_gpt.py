@@ -229,6 +229,13 @@ def test_sinusoidal_positions_and_skipping_the_token_range_check():
         (dict(dropout=1.5), ValueError, "dropout must be a probability"),
         (dict(bias="yes"), TypeError, "bias must be True or False"),
         (dict(norm_eps=0), ValueError, "norm_eps must be a positive number"),
+        (dict(norm_eps=float("nan")), ValueError, "norm_eps must be a positive number, got nan"),  # all logits NaN
+        (dict(norm_eps=float("inf")), ValueError, "norm_eps must be a positive number, got inf"),
+        (dict(norm_eps=True), ValueError, "norm_eps must be a positive number, got True"),
+        (dict(rope_base=float("inf")), ValueError, r"rope_base must be a number > 1 \(10000 in the papers\), got inf"),
+        (dict(rope_base=float("nan")), ValueError, "rope_base must be a number > 1"),
+        (dict(rope_base=1.0), ValueError, "rope_base must be a number > 1"),
+        (dict(tie_embeddings=1), TypeError, "tie_embeddings must be True or False"),
         (dict(position="rope", n_head=4, d_model=12), ValueError, "head_dim = d_model / n_head must be even"),
     ],
 )
@@ -244,6 +251,9 @@ def test_unknown_preset_and_fields():
         GPTConfig.preset("gpt2", n_embd=128)
     with pytest.raises(ValueError, match=r"unknown GPTConfig field\(s\) \['block_size'\]"):
         GPTConfig.from_dict({"block_size": 64})
+    for not_a_dict in (None, [("n_layer", 2)], "gpt2"):
+        with pytest.raises(TypeError, match="GPTConfig.from_dict takes a dict of GPTConfig fields"):
+            GPTConfig.from_dict(not_a_dict)
     with pytest.raises(TypeError, match="config must be a GPTConfig"):
         GPT({"n_layer": 2})
 

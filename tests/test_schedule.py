@@ -65,7 +65,7 @@ def test_train_config_builds_the_same_schedule():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(lr=1e-3, min_lr=1e-4, warmup_steps=101, max_steps=100), "warmup_steps must be an integer in"),
     (dict(lr=1e-3, min_lr=1e-4, warmup_steps=-1, max_steps=100), "warmup_steps"),
-    (dict(lr=1e-3, min_lr=2e-3, warmup_steps=1, max_steps=100), "min_lr must lie in"),
+    (dict(lr=1e-3, min_lr=2e-3, warmup_steps=1, max_steps=100), r"min_lr must be a number in \[0, "),
     (dict(lr=0.0, min_lr=0.0, warmup_steps=1, max_steps=100), "lr must be a positive number"),
     (dict(lr="1e-3", min_lr=0.0, warmup_steps=1, max_steps=100), "lr must be a positive number"),
     (dict(lr=1e-3, min_lr=0.0, warmup_steps=1, max_steps=0), "max_steps must be a positive integer"),

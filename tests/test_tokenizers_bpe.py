@@ -330,11 +330,11 @@ def test_encode_lines_reads_a_file(gpt2, tmp_path):
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"vocab_size": 100}, ValueError, r"vocab_size must be an int ≥ 256"),
+        ({"vocab_size": 100}, ValueError, r"vocab_size must be an integer ≥ 256"),
         ({"vocab_size": 256, "special_tokens": [EOT]}, ValueError, r"≥ 257 \(256 byte tokens \+ 1 special"),
         ({"vocab_size": 300, "num_merges": 10}, ValueError, "exactly one of vocab_size and num_merges"),
         ({}, ValueError, "exactly one of vocab_size and num_merges"),
-        ({"num_merges": -1}, ValueError, "num_merges must be an int ≥ 0"),
+        ({"num_merges": -1}, ValueError, "num_merges must be a non-negative integer"),
         ({"num_merges": 5, "special_tokens": EOT}, TypeError, "special_tokens must be a list of str"),
         ({"num_merges": 5, "special_tokens": [EOT, EOT]}, ValueError, "more than once"),
         ({"num_merges": 5, "special_tokens": [""]}, ValueError, "non-empty str"),

@@ -149,14 +149,14 @@ def test_non_finite_loss_without_checkpoints_says_so():
 @pytest.mark.parametrize("overrides, match", [
     (dict(grad_accum_steps=0), "grad_accum_steps must be a positive integer"),
     (dict(warmup_steps=20, max_steps=10), "warmup_steps must be an integer in"),
-    (dict(min_lr=1.0), "min_lr must lie in"),
+    (dict(min_lr=1.0), r"min_lr must be a number in \[0, "),
     (dict(batch_size=0), "batch_size must be a positive integer"),
     (dict(eval_batches=0), "eval_batches must be a positive integer"),
     (dict(precision="fp8"), "unknown precision 'fp8'"),
     (dict(betas=(0.9, 1.0)), "each of betas must be a probability"),
     (dict(betas=(0.9,)), "betas must be two numbers"),
-    (dict(grad_clip=-1.0), "grad_clip must be ≥ 0"),
-    (dict(weight_decay=-0.1), "weight_decay must be ≥ 0"),
+    (dict(grad_clip=-1.0), "grad_clip must be a number ≥ 0"),
+    (dict(weight_decay=-0.1), "weight_decay must be a number ≥ 0"),
     (dict(seed=1.5), "seed must be an integer"),
     (dict(keep_checkpoints=0), "keep_checkpoints must be a positive integer"),
 ])

@@ -12,31 +12,28 @@ import warnings
 
 import torch
 
-from llm_tutorial._checks import check_dtype, check_min_rank, check_rank, check_tensor
+from llm_tutorial._checks import (
+    check_bool,
+    check_dtype,
+    check_min_rank,
+    check_number,
+    check_positive_number,
+    check_rank,
+    check_same_device,
+    check_same_dtype_and_device,
+    check_tensor,
+)
 from llm_tutorial.kernels import reference
 from llm_tutorial.kernels.backends import backend_for, kernel_module
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
-"""Head dimensions of ``flash_attention``: powers of two (Triton tiles) and ≥ 16 (GPU matrix units)."""
-
-
-def _check_same_device(tensors: dict[str, torch.Tensor]) -> None:
-    devices = {name: t.device for name, t in tensors.items()}
-    if len(set(devices.values())) > 1:
-        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
-        raise ValueError(f"all inputs must be on the same device, got {listed}; move them with .to(device)")
+"""Head dimensions of ``flash_attention``: powers of two (``tl.arange`` tiles) and ≥ 16 (``tl.dot`` on GPUs)."""
 
 
 def _check_float_input(x: torch.Tensor, name: str) -> None:
     check_min_rank(x, name, 1)
     check_dtype(x, name, FLOAT_DTYPES)
-
-
-def _check_eps(eps: float) -> float:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
-    return float(eps)
 
 
 def _check_norm_parameter(param: torch.Tensor, name: str, x: torch.Tensor) -> None:
@@ -68,8 +65,8 @@ def layer_norm(
     if bias is not None:
         _check_norm_parameter(bias, "bias", x)
         tensors["bias"] = bias
-    _check_same_device(tensors)
-    eps = _check_eps(eps)
+    check_same_device(tensors)
+    eps = check_positive_number(eps, "eps")
     backend = backend_for(x)
     if backend == "reference" or x.numel() == 0:
         return reference.layer_norm(x, weight, bias, eps)
@@ -80,8 +77,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
     """RMSNorm over the last dimension of ``x`` ``(..., N)`` with ``weight`` ``(N,)``."""
     _check_float_input(x, "x")
     _check_norm_parameter(weight, "weight", x)
-    _check_same_device({"x": x, "weight": weight})
-    eps = _check_eps(eps)
+    check_same_device({"x": x, "weight": weight})
+    eps = check_positive_number(eps, "eps")
     backend = backend_for(x)
     if backend == "reference" or x.numel() == 0:
         return reference.rms_norm(x, weight, eps)
@@ -92,9 +89,7 @@ def _check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_rank(t, name, 4, "(B, H, T, D)")
         check_dtype(t, name, FLOAT_DTYPES)
-    if not q.dtype == k.dtype == v.dtype:
-        raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
-    _check_same_device({"q": q, "k": k, "v": v})
+    check_same_dtype_and_device({"q": q, "k": k, "v": v})
     if k.shape != v.shape:
         raise ValueError(f"k and v must have the same shape (B, H, T_k, D), got {tuple(k.shape)} and {tuple(v.shape)}")
     if (q.shape[0], q.shape[1], q.shape[3]) != (k.shape[0], k.shape[1], k.shape[3]):
@@ -124,13 +119,12 @@ def flash_attention(
     ``j ≤ i`` (then ``T_q`` must equal ``T_k``). Any strides are accepted, e.g. the
     ``(B, T, H, D).transpose(1, 2)`` view a model produces. Returns a contiguous ``(B, H, T_q, D)``.
     """
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be True or False, got {causal!r}")
+    check_bool(causal, "causal")
     _check_attention_inputs(q, k, v, causal)
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
-    elif not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale > 0:
-        raise ValueError(f"scale must be a positive number or None (for 1/sqrt(D)), got {scale!r}")
+    else:
+        check_number(scale, "scale", 0, above=True, hint=" or None (for 1/sqrt(D))")
     backend = backend_for(q)
     if backend == "reference" or q.shape[0] * q.shape[1] == 0:
         return reference.attention(q, k, v, causal, float(scale))
@@ -161,7 +155,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int
             f"targets must have shape {tuple(logits.shape[:-1])} (logits {tuple(logits.shape)} without the class "
             f"dimension), got {tuple(targets.shape)}"
         )
-    _check_same_device({"logits": logits, "targets": targets})
+    check_same_device({"logits": logits, "targets": targets})
     n_classes = logits.shape[-1]
     invalid = (targets != ignore_index) & ((targets < 0) | (targets >= n_classes))
     if bool(invalid.any()):

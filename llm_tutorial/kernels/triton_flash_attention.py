@@ -71,9 +71,6 @@ import triton.language as tl
 
 from llm_tutorial.kernels.triton_setup import accumulator_dtype, autotune_configs, dot_precision
 
-SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
-"""Head dimensions the kernels accept: powers of two (``tl.arange``) and ≥ 16 (``tl.dot`` on GPUs)."""
-
 
 def _configs(pairs: list[tuple[int, int, int, int]], interpreter: tuple[int, int]) -> list[triton.Config]:
     """Autotune candidates ``(BLOCK_M, BLOCK_N, num_warps, num_stages)``, or the interpreter's one tile."""
@@ -212,6 +209,19 @@ def _backward_delta_kernel(
 
 
 @triton.jit
+def _head_pointers(
+    Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, stride_dob, stride_doh, n_heads,
+):
+    """Both backward kernels: this program's (batch, head) index ``bh`` = program_id(1), and where its
+    rows of Q, K, V and dO begin (offsets in int64, so large tensors do not overflow)."""
+    batch_head = tl.program_id(1).to(tl.int64)
+    batch = batch_head // n_heads
+    head = batch_head % n_heads
+    return (batch_head, Q + batch * stride_qb + head * stride_qh, K + batch * stride_kb + head * stride_kh,
+            V + batch * stride_vb + head * stride_vh, DO + batch * stride_dob + head * stride_doh)
+
+
+@triton.jit
 def _dk_dv_over_queries(
     dk, dv, k, v, q_base, do_base, lse2_base, delta_base,
     stride_qt, stride_qd, stride_dot, stride_dod,
@@ -258,20 +268,17 @@ def _flash_attention_backward_dk_dv_kernel(
 ):
     # Program (j, bh) owns key rows [j·BLOCK_N, (j+1)·BLOCK_N) of one (batch, head).
     start_n = tl.program_id(0) * BLOCK_N
-    batch_head = tl.program_id(1)
-    batch = (batch_head // n_heads).to(tl.int64)
-    head = (batch_head % n_heads).to(tl.int64)
+    batch_head, q_base, k_base, v_base, do_base = _head_pointers(
+        Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, stride_dob, stride_doh, n_heads)
     offs_n = start_n + tl.arange(0, BLOCK_N)  # (BLOCK_N,)
     offs_d = tl.arange(0, HEAD_DIM)
     key_ok = offs_n < k_len
-    k = tl.load(K + batch * stride_kb + head * stride_kh + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd,
+    k = tl.load(k_base + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd,
                 mask=key_ok[:, None], other=0.0)  # (BLOCK_N, D), stays in registers
-    v = tl.load(V + batch * stride_vb + head * stride_vh + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd,
+    v = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd,
                 mask=key_ok[:, None], other=0.0)  # (BLOCK_N, D)
-    q_base = Q + batch * stride_qb + head * stride_qh
-    do_base = DO + batch * stride_dob + head * stride_doh
-    lse2_base = LSE2 + batch_head.to(tl.int64) * q_len
-    delta_base = Delta + batch_head.to(tl.int64) * q_len
+    lse2_base = LSE2 + batch_head * q_len
+    delta_base = Delta + batch_head * q_len
     dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=ACC)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=ACC)
 
@@ -291,7 +298,7 @@ def _flash_attention_backward_dk_dv_kernel(
         offs_n, q_len, qk_scale, unmasked_start, q_len, HEAD_DIM, BLOCK_M, False, ACC, DOT_PRECISION)
 
     dk *= scale  # dK = c · dSᵀ Q: the scale of S = c Q Kᵀ, applied once at the end
-    out_offsets = batch_head.to(tl.int64) * k_len * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
+    out_offsets = batch_head * k_len * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
     tl.store(DK + out_offsets, dk, mask=key_ok[:, None])  # DK and DV are ours, contiguous
     tl.store(DV + out_offsets, dv, mask=key_ok[:, None])
 
@@ -340,21 +347,17 @@ def _flash_attention_backward_dq_kernel(
 ):
     # Program (i, bh) owns query rows [i·BLOCK_M, (i+1)·BLOCK_M), like the forward.
     start_m = tl.program_id(0) * BLOCK_M
-    batch_head = tl.program_id(1)
-    batch = (batch_head // n_heads).to(tl.int64)
-    head = (batch_head % n_heads).to(tl.int64)
+    batch_head, q_base, k_base, v_base, do_base = _head_pointers(
+        Q, K, V, DO, stride_qb, stride_qh, stride_kb, stride_kh, stride_vb, stride_vh, stride_dob, stride_doh, n_heads)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     query_ok = offs_m < q_len
-    q = tl.load(Q + batch * stride_qb + head * stride_qh + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
+    q = tl.load(q_base + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
                 mask=query_ok[:, None], other=0.0)  # (BLOCK_M, D)
-    do_base = DO + batch * stride_dob + head * stride_doh
     do = tl.load(do_base + offs_m[:, None] * stride_dot + offs_d[None, :] * stride_dod,
                  mask=query_ok[:, None], other=0.0)  # (BLOCK_M, D)
     lse2 = tl.load(LSE2 + batch_head * q_len + offs_m, mask=query_ok, other=0.0)  # (BLOCK_M,)
     delta = tl.load(Delta + batch_head * q_len + offs_m, mask=query_ok, other=0.0)  # (BLOCK_M,)
-    k_base = K + batch * stride_kb + head * stride_kh
-    v_base = V + batch * stride_vb + head * stride_vh
     dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=ACC)
 
     if CAUSAL:  # the same split of key blocks as the forward
@@ -370,7 +373,7 @@ def _flash_attention_backward_dq_kernel(
                        DOT_PRECISION)
 
     dq *= scale  # dQ = c · dS K
-    out_offsets = batch_head.to(tl.int64) * q_len * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
+    out_offsets = batch_head * q_len * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
     tl.store(DQ + out_offsets, dq, mask=query_ok[:, None])
 
 

@@ -29,7 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_generator, check_last_dim, check_positive_number, check_probability
+from .._checks import (
+    check_bool,
+    check_generator,
+    check_int,
+    check_last_dim,
+    check_positive_number,
+    check_probability,
+)
 from ..data.pretraining_examples import mask_tokens, replace_tokens
 from ..losses import IGNORE_INDEX, mlm_loss, rtd_loss
 from .bert import BertConfig, BertEmbeddings, BertEncoder, MaskedLMHead, init_bert_weights
@@ -68,8 +75,7 @@ class ElectraConfig:
                     f"generator and discriminator must agree on {name} (the generator's samples are the "
                     f"discriminator's input), got {getattr(gen, name)} and {getattr(disc, name)}"
                 )
-        if not isinstance(self.share_embeddings, bool):
-            raise TypeError(f"share_embeddings must be True or False, got {self.share_embeddings!r}")
+        check_bool(self.share_embeddings, "share_embeddings")
         if self.share_embeddings and gen.embedding_size != disc.embedding_size:
             raise ValueError(
                 f"share_embeddings needs equal embedding_size, got generator {gen.embedding_size} and discriminator "
@@ -77,8 +83,7 @@ class ElectraConfig:
             )
         self.special_ids = tuple(self.special_ids)
         for name, token in [("mask_id", self.mask_id), *(("special_ids", t) for t in self.special_ids)]:
-            if not isinstance(token, int) or isinstance(token, bool) or not 0 <= token < gen.vocab_size:
-                raise ValueError(f"{name} must hold token ids in [0, {gen.vocab_size}), got {token!r}")
+            check_int(token, name, 0, gen.vocab_size - 1, hint=" (a token id of the generator's vocabulary)")
         check_probability(self.mask_prob, "mask_prob")
         check_positive_number(self.rtd_weight, "rtd_weight")
         check_positive_number(self.temperature, "temperature")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,12 @@ import torch
 from torch import nn
 
 from llm_tutorial._checks import (
+    check_bool,
     check_choice,
     check_divides,
+    check_number,
     check_positive_int,
+    check_positive_number,
     check_probability,
     check_rank,
     check_token_ids,
@@ -108,13 +112,10 @@ class GPTConfig:
             self.d_ff = default_d_ff(self.mlp, self.d_model)
         check_positive_int(self.d_ff, "d_ff")
         check_probability(self.dropout, "dropout", inclusive_high=False)
-        for name in ("bias", "tie_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        for name in ("norm_eps", "rope_base"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        check_bool(self.bias, "bias")
+        check_bool(self.tie_embeddings, "tie_embeddings")
+        check_positive_number(self.norm_eps, "norm_eps")  # NaN or ∞ would make every logit NaN
+        check_number(self.rope_base, "rope_base", 1, above=True, hint=" (10000 in the papers)")
         if self.position == "rope" and self.head_dim % 2:
             raise ValueError(
                 f"RoPE rotates pairs of coordinates, so head_dim = d_model / n_head must be even, got {self.head_dim}"
@@ -140,6 +141,9 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> GPTConfig:
         """The inverse of :meth:`to_dict` (e.g. from a checkpoint's JSON)."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"GPTConfig.from_dict takes a dict of GPTConfig fields (as to_dict gives), "
+                            f"got {type(values).__name__}")
         _check_field_names(values, "GPTConfig.from_dict")
         return cls(**values)
 
@@ -196,13 +200,6 @@ class GPT(nn.Module):
             if name.endswith(("attn.out_proj.weight", "mlp.down.weight")):
                 nn.init.normal_(param, mean=0.0, std=residual_std)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits ``(B, T, vocab_size)`` for token ids ``idx`` ``(B, T)``.
 
@@ -210,48 +207,41 @@ class GPT(nn.Module):
         positions ``cache.length, …``; their keys and values are added to the cache. Feeding a
         sequence in pieces this way gives the same logits as one full pass.
         """
-        hidden, _, _ = self._run(idx, cache)
-        return self.lm_head(hidden)  # (B, T, vocab_size)
+        x = self.hidden_states(idx, cache)  # (B, T, d_model)
+        return self.lm_head(x)  # (B, T, vocab_size)
 
     def hidden_states(
         self, idx: torch.Tensor, cache: KVCache | None = None, *, all_layers: bool = False
     ) -> torch.Tensor | list[torch.Tensor]:
-        """The final hidden states ``(B, T, d_model)`` (after the final norm: what ``lm_head``
-        reads). With ``all_layers=True``, a list of ``n_layer + 1`` tensors: the embeddings, the
-        output of each block, the last one normalised (Hugging Face's ``hidden_states`` layout)."""
-        hidden, layers, _ = self._run(idx, cache, keep_layers=all_layers)
-        return layers if all_layers else hidden
-
-    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
-        """Each layer's attention weights ``(B, n_head, T, T)`` (computed by the explicit path)."""
-        _, _, weights = self._run(idx, None, keep_weights=True)
-        return weights
-
-    def _run(
-        self, idx: torch.Tensor, cache: KVCache | None, *, keep_layers: bool = False, keep_weights: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """Embed, run the blocks, normalise. Returns the final hidden states and, on request,
-        every layer's hidden states and attention weights."""
-        offset = self._check_input(idx, cache)
+        """Embed, run the blocks, normalise: the final hidden states ``(B, T, d_model)``, what
+        ``lm_head`` reads. With ``all_layers=True``, a list of ``n_layer + 1`` tensors: the
+        embeddings, the output of each block, the last one normalised (Hugging Face's layout)."""
+        offset = self._check_input(idx, cache)  # the position of idx's first token
         T = idx.size(1)
         x = self.token_embedding(idx)  # (B, T, d_model)
         if self.position is not None:
             x = x + self.position(T, offset)  # (T, d_model) broadcast over the batch
         x = self.drop(x)
         rope = self.rotary(T, offset) if self.rotary is not None else None  # (T, head_dim/2) each
-        layers, weights = [x], []
+        layers = [x]
         for i, block in enumerate(self.blocks):
-            layer_cache = cache[i] if cache is not None else None
-            x = block(x, is_causal=True, cache=layer_cache, rope=rope, return_weights=keep_weights)
-            if keep_weights:
-                x, block_weights = x
-                weights.append(block_weights["self"])
-            if keep_layers:
-                layers.append(x)
+            x = block(x, is_causal=True, cache=None if cache is None else cache[i], rope=rope)  # (B, T, d_model)
+            layers.append(x)
         x = self.final_norm(x)
-        if keep_layers:
-            layers[-1] = x
-        return x, layers, weights
+        layers[-1] = x
+        return layers if all_layers else x
+
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's attention weights ``(B, n_head, T, T)`` (computed by the explicit path)."""
+        attentions = [block.attn for block in self.blocks]
+        for attn in attentions:
+            attn.keep_weights = True
+        try:
+            self.hidden_states(idx)
+            return [attn.weights for attn in attentions]
+        finally:
+            for attn in attentions:
+                attn.keep_weights, attn.weights = False, None
 
     def _check_input(self, idx: torch.Tensor, cache: KVCache | None) -> int:
         """Validate ``idx`` and ``cache``; return the position of ``idx``'s first token."""
@@ -307,6 +297,13 @@ class GPT(nn.Module):
             if isinstance(self.position, LearnedPositionalEmbedding):
                 total -= self.position.embedding.weight.numel()
         return total
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 def _make_position_embedding(config: GPTConfig) -> nn.Module | None:

@@ -33,8 +33,10 @@ from llm_tutorial._checks import (
     check_last_dim,
     check_min_rank,
     check_positive_int,
+    check_positive_number,
     check_probability,
     check_rank,
+    check_same_dtype_and_device,
     check_tensor,
 )
 from llm_tutorial.nn.kv_cache import LayerKVCache
@@ -92,6 +94,7 @@ def scaled_dot_product_attention(
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_min_rank(x, name, 2, "(..., T, D)")
         check_floating(x, name)
+    check_same_dtype_and_device({"q": q, "k": k, "v": v})
     if k.ndim != q.ndim or v.ndim != q.ndim or q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
         raise ValueError(
             "q, k and v must share their leading dimensions (..., T, D); got shapes "
@@ -100,8 +103,8 @@ def scaled_dot_product_attention(
     check_last_dim(k, "k", q.size(-1))
     if v.size(-2) != k.size(-2):
         raise ValueError(f"k and v must have the same number of keys T_k; got {k.size(-2)} and {v.size(-2)}")
-    if scale is not None and not (isinstance(scale, (int, float)) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    if scale is not None:
+        check_positive_number(scale, "scale")
     check_probability(dropout_p, "dropout_p", inclusive_high=False)
     scores_shape = (*q.shape[:-1], k.size(-2))
     if mask is not None:
@@ -186,8 +189,6 @@ def repeat_kv_heads(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     Grouped-query attention shares one key/value head among ``n_rep`` consecutive query heads:
     query head h reads key/value head ``h // n_rep``.
     """
-    check_rank(x, "x", 4, "(B, H_kv, T, D)")
-    check_positive_int(n_rep, "n_rep")
     if n_rep == 1:
         return x
     B, H_kv, T, D = x.shape
@@ -209,8 +210,12 @@ class MultiHeadAttention(nn.Module):
     - ``"triton"``: ``llm_tutorial.kernels.flash_attention`` (our FlashAttention kernel); it
       supports no mask other than causal.
 
-    Asking for the attention weights (``return_weights=True``) always uses the explicit path,
-    because the fused kernels never form the weight matrix.
+    To see the attention weights, set ``keep_weights = True``: each forward pass then takes the
+    explicit path (the fused kernels never form the weight matrix) and leaves the weights
+    ``(B, H, T_q, T_k)`` in ``self.weights``. ``GPT.attention_maps`` does this for every layer.
+
+    The constructor checks its arguments; ``forward`` trusts its caller, as the layers of a model
+    do: the models (GPT, Transformer, BERT) check their inputs once at their own entry point.
     """
 
     def __init__(
@@ -234,6 +239,8 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = d_model // n_head
         self.dropout_p = check_probability(dropout, "dropout", inclusive_high=False)  # on the attention weights
         self.impl = impl
+        self.keep_weights = False
+        self.weights: torch.Tensor | None = None  # (B, H, T_q, T_k) of the last call, when keep_weights
         self.q_proj = nn.Linear(d_model, n_head * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(d_model, n_kv_head * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d_model, n_kv_head * self.head_dim, bias=bias)
@@ -248,21 +255,19 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         cache: LayerKVCache | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        return_weights: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """Attend from ``x`` ``(B, T, d_model)`` to itself, or to ``memory`` ``(B, S, d_model)``.
 
-        - ``mask``: boolean, broadcastable to ``(B, H, T_q, T_k)`` (rank 2 or 4), True = may attend.
+        - ``mask``: boolean, broadcastable to ``(B, H, T_q, T_k)``, True = may attend.
         - ``is_causal``: self-attention only; each query sees keys up to its own position (with a
           cache, the cached keys count as earlier positions).
         - ``cache``: this layer's :class:`LayerKVCache`; the new keys/values are appended and the
           queries attend to everything cached so far (self-attention only).
         - ``rope``: ``(cos, sin)``, each ``(T, head_dim/2)``, from :class:`RotaryEmbedding` for the
-          positions of ``x``; rotates queries and keys before they are cached.
+          positions of ``x``; rotates queries and keys before they are cached (self-attention only).
 
-        Returns ``(B, T, d_model)``, and with ``return_weights=True`` also ``(B, H, T_q, T_k)``.
+        Returns ``(B, T, d_model)``.
         """
-        self._check_inputs(x, memory, mask, is_causal, cache, rope)
         B, T, _ = x.shape
         source = x if memory is None else memory
         S = source.size(1)
@@ -276,74 +281,30 @@ class MultiHeadAttention(nn.Module):
         n_rep = self.n_head // self.n_kv_head
         k, v = repeat_kv_heads(k, n_rep), repeat_kv_heads(v, n_rep)  # (B, H, T_k, D)
 
-        out, weights = self._attend(q, k, v, mask, is_causal, return_weights)  # (B, H, T, D)
+        out = self._attend(q, k, v, mask, is_causal)  # (B, H, T, D)
         out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, d_model)
         out = self.out_proj(out)
-        return (out, weights) if return_weights else out
-
-    def _check_inputs(
-        self,
-        x: torch.Tensor,
-        memory: torch.Tensor | None,
-        mask: torch.Tensor | None,
-        is_causal: bool,
-        cache: LayerKVCache | None,
-        rope: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> None:
-        check_rank(x, "x", 3, "(B, T, d_model)")
-        check_last_dim(x, "x", self.d_model)
-        B, T, _ = x.shape
-        if memory is not None:
-            check_rank(memory, "memory", 3, "(B, S, d_model)")
-            check_last_dim(memory, "memory", self.d_model)
-            if memory.size(0) != B:
-                raise ValueError(f"memory has batch size {memory.size(0)} but x has {B}")
-            if is_causal or cache is not None or rope is not None:
-                raise ValueError(
-                    "cross-attention (memory given) takes no is_causal, cache or rope: those are for self-attention"
-                )
-        if cache is not None and not isinstance(cache, LayerKVCache):
-            raise TypeError(f"cache must be a LayerKVCache (one layer of a KVCache), got {type(cache).__name__}")
-        if mask is not None:
-            T_k = (x if memory is None else memory).size(1) + (cache.length if cache is not None else 0)
-            check_rank(mask, "mask", (2, 4), "(T_q, T_k) or (B, H, T_q, T_k)")
-            _check_mask_fits(mask, "mask", (B, self.n_head, T, T_k))
-        if rope is not None:
-            if not (isinstance(rope, tuple) and len(rope) == 2):
-                raise TypeError("rope must be a (cos, sin) tuple from RotaryEmbedding(seq_len, offset)")
-            for name, table in zip(("cos", "sin"), rope):
-                check_tensor(table, f"rope {name}")
-                if tuple(table.shape) != (T, self.head_dim // 2):
-                    raise ValueError(
-                        f"rope {name} must have shape (T, head_dim/2) = {(T, self.head_dim // 2)}, "
-                        f"got {tuple(table.shape)}"
-                    )
+        return out
 
     def _attend(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        mask: torch.Tensor | None,
-        is_causal: bool,
-        return_weights: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool
+    ) -> torch.Tensor:
         """Dispatch to the chosen implementation. ``q`` ``(B, H, T_q, D)``, ``k``/``v`` ``(B, H, T_k, D)``."""
         T_q, T_k = q.size(-2), k.size(-2)
         causal = is_causal and T_q > 1  # one new query may see every earlier (cached) key
         dropout_p = self.dropout_p if self.training else 0.0
-        impl = "explicit" if return_weights else self.impl
+        impl = "explicit" if self.keep_weights else self.impl
         if impl == "triton":
-            return self._attend_triton(q, k, v, mask, causal), None
+            return self._attend_triton(q, k, v, mask, causal)
         # Fused kernels take is_causal only for square scores and with no other mask; else build it.
         if causal and (impl == "explicit" or mask is not None or T_q != T_k):
             mask = combine_masks(causal_mask(T_q, T_k, device=q.device), mask)
             causal = False
         if impl == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
-            return out, None
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p, return_weights=True)
-        return out, weights
+        self.weights = weights if self.keep_weights else None
+        return out
 
     def _attend_triton(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llm_tutorial._checks import check_positive_int, check_probability
+from llm_tutorial._checks import check_probability
 from llm_tutorial.nn.attention import MultiHeadAttention
 from llm_tutorial.nn.kv_cache import LayerKVCache
 from llm_tutorial.nn.mlp import build_mlp, default_d_ff
@@ -78,8 +78,7 @@ class TransformerBlock(nn.Module):
     ) -> TransformerBlock:
         """A block from sizes and names: ``norm`` in ``NORMS``, ``mlp`` in ``MLPS``
         (``d_ff`` defaults to :func:`default_d_ff`). ``dropout`` is used for both the attention
-        weights and the residual connections."""
-        check_positive_int(d_model, "d_model")
+        weights and the residual connections. The parts check their own sizes."""
         d_ff = default_d_ff(mlp, d_model) if d_ff is None else d_ff
 
         def attention() -> MultiHeadAttention:
@@ -111,45 +110,22 @@ class TransformerBlock(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
-        return_weights: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> torch.Tensor:
         """``x`` ``(B, T, d_model)`` -> ``(B, T, d_model)``.
 
         ``mask``, ``is_causal``, ``cache`` and ``rope`` go to the self-attention (see
-        :meth:`MultiHeadAttention.forward`); ``memory`` ``(B, S, d_model)`` and ``memory_mask``
-        (broadcastable to ``(B, H, T, S)``) to the cross-attention. With ``return_weights=True``
-        also returns ``{"self": (B, H, T, T_k)}`` plus ``"cross": (B, H, T, S)`` if present.
+        :meth:`MultiHeadAttention.forward`); ``memory`` ``(B, S, d_model)``, the encoder's output,
+        and ``memory_mask`` (broadcastable to ``(B, H, T, S)``) to the cross-attention, which a
+        block has exactly when it was built with one (the caller passes ``memory`` then).
         """
-        if (memory is None) != (self.cross_attn is None):
-            raise ValueError(
-                "memory (the encoder output) must be given exactly when the block has cross-attention; "
-                f"this block {'has' if self.cross_attn is not None else 'has no'} cross-attention"
-            )
-        if memory_mask is not None and memory is None:
-            raise ValueError("memory_mask needs memory")
-        weights: dict[str, torch.Tensor] = {}
-        out = self.attn(
-            self._sublayer_input(x, self.norm_attn),
-            mask=mask, is_causal=is_causal, cache=cache, rope=rope, return_weights=return_weights,
-        )
-        if return_weights:
-            out, weights["self"] = out
-        x = self._add(x, out, self.norm_attn)
-        if self.cross_attn is not None:
-            out = self.cross_attn(
-                self._sublayer_input(x, self.norm_cross), memory, mask=memory_mask, return_weights=return_weights
-            )
-            if return_weights:
-                out, weights["cross"] = out
-            x = self._add(x, out, self.norm_cross)
-        x = self._add(x, self.mlp(self._sublayer_input(x, self.norm_mlp)), self.norm_mlp)
-        return (x, weights) if return_weights else x
-
-    def _sublayer_input(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-        """Pre-norm normalises what goes into the sublayer; post-norm feeds the residual stream."""
-        return norm(x) if self.norm_first else x
-
-    def _add(self, x: torch.Tensor, out: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-        """The residual connection x + Dropout(F(·)), normalised afterwards in a post-norm block."""
-        x = x + self.dropout(out)
-        return x if self.norm_first else norm(x)
+        if self.norm_first:  # pre-norm: x ← x + Dropout(F(Norm(x)))
+            x = x + self.dropout(self.attn(self.norm_attn(x), mask=mask, is_causal=is_causal, cache=cache, rope=rope))
+            if self.cross_attn is not None:
+                x = x + self.dropout(self.cross_attn(self.norm_cross(x), memory, mask=memory_mask))
+            x = x + self.dropout(self.mlp(self.norm_mlp(x)))
+        else:  # post-norm: x ← Norm(x + Dropout(F(x)))
+            x = self.norm_attn(x + self.dropout(self.attn(x, mask=mask, is_causal=is_causal, cache=cache, rope=rope)))
+            if self.cross_attn is not None:
+                x = self.norm_cross(x + self.dropout(self.cross_attn(x, memory, mask=memory_mask)))
+            x = self.norm_mlp(x + self.dropout(self.mlp(x)))
+        return x

@@ -9,8 +9,10 @@ sublayer keeps its scale under control so that training stays stable at any dept
   in practice as good (Llama, T5).
 
 Both normalise over the last dimension and compute in at least float32, so that half-precision
-inputs do not lose the small differences the statistics are made of; the output has the input's
-dtype. The equations are written above each ``forward``; the computation calls PyTorch's fused
+inputs do not lose the small differences the statistics are made of, and in float64 when the input
+is float64 (the float32 gain and bias are widened, so a float32 layer gives the float64 answer);
+the output has the input's dtype. ``forward`` trusts its caller: the models check their inputs.
+The equations are written above each ``forward``; the computation calls PyTorch's fused
 ``F.layer_norm`` / ``F.rms_norm``, which evaluate exactly these formulas in one pass over memory
 instead of the five passes the written-out version takes (tests/test_norms_mlp.py checks them
 against the formulas in float64).
@@ -22,15 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llm_tutorial._checks import check_choice, check_last_dim, check_positive_int, check_tensor
+from llm_tutorial._checks import check_choice, check_positive_int, check_positive_number
 
 NORMS = ("layernorm", "rmsnorm")
-
-
-def _check_eps(eps: float) -> float:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
-        raise ValueError(f"eps must be a small positive number (e.g. 1e-5), got {eps!r}")
-    return float(eps)
 
 
 class LayerNorm(nn.Module):
@@ -43,16 +39,15 @@ class LayerNorm(nn.Module):
     def __init__(self, d_model: int, *, eps: float = 1e-5, bias: bool = True) -> None:
         super().__init__()
         self.d_model = check_positive_int(d_model, "d_model")
-        self.eps = _check_eps(eps)
+        self.eps = check_positive_number(eps, "eps")
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x")
-        check_last_dim(x, "x", self.d_model)
         # mean = Σ x / d,  var = Σ (x − mean)² / d,  y = (x − mean) / √(var + eps) · weight + bias
-        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
-        return F.layer_norm(x32, (self.d_model,), self.weight, self.bias, self.eps).to(x.dtype)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        weight, bias = self.weight.to(dtype), None if self.bias is None else self.bias.to(dtype)
+        return F.layer_norm(x.to(dtype), (self.d_model,), weight, bias, self.eps).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -61,15 +56,13 @@ class RMSNorm(nn.Module):
     def __init__(self, d_model: int, *, eps: float = 1e-6) -> None:
         super().__init__()
         self.d_model = check_positive_int(d_model, "d_model")
-        self.eps = _check_eps(eps)
+        self.eps = check_positive_number(eps, "eps")
         self.weight = nn.Parameter(torch.ones(d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x")
-        check_last_dim(x, "x", self.d_model)
         # y = x / √(Σ x² / d + eps) · weight
-        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
-        return F.rms_norm(x32, (self.d_model,), self.weight, self.eps).to(x.dtype)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        return F.rms_norm(x.to(dtype), (self.d_model,), self.weight.to(dtype), self.eps).to(x.dtype)
 
 
 def build_norm(kind: str, d_model: int, *, eps: float, bias: bool = True) -> nn.Module:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llm_tutorial._checks import check_min_rank, check_positive_int, check_rank, check_tensor
+from llm_tutorial._checks import check_int, check_min_rank, check_number, check_positive_int, check_rank, check_tensor
 
 
 def _check_even(value: int, name: str) -> int:
@@ -30,16 +30,13 @@ def _check_even(value: int, name: str) -> int:
 
 
 def _check_base(base: float) -> float:
-    if not isinstance(base, (int, float)) or isinstance(base, bool) or base <= 1:
-        raise ValueError(f"base must be a number > 1 (10000 in the papers), got {base!r}")
-    return float(base)
+    return check_number(base, "base", 1, above=True, hint=" (10000 in the papers)")
 
 
 def _check_span(seq_len: int, offset: int, max_len: int) -> None:
     """Positions ``offset .. offset + seq_len − 1`` must lie in ``[0, max_len)``."""
     check_positive_int(seq_len, "seq_len")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
+    check_int(offset, "offset", 0)
     if offset + seq_len > max_len:
         raise ValueError(
             f"positions {offset}..{offset + seq_len - 1} exceed the {max_len} positions this encoding was built for; "

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator, Sequence, Set
 from pathlib import Path
 from typing import Literal
 
-from .._checks import check_choice
+from .._checks import check_choice, check_int
 from ._common import as_token_ids, check_special_tokens, check_text, read_json, write_json
 from .bpe_training import count_pretokens, learn_merges, merge_pair
 from .byte_alphabet import bytes_to_chars, chars_to_bytes
@@ -365,9 +365,5 @@ def _resolve_num_merges(vocab_size: int | None, num_merges: int | None, num_spec
     if num_merges is not None:
         return num_merges  # learn_merges checks it
     smallest = _NUM_BYTES + num_special
-    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < smallest:
-        raise ValueError(
-            f"vocab_size must be an int ≥ {smallest} (256 byte tokens + {num_special} special tokens), "
-            f"got {vocab_size!r}"
-        )
+    check_int(vocab_size, "vocab_size", smallest, hint=f" (256 byte tokens + {num_special} special tokens)")
     return vocab_size - smallest

@@ -39,6 +39,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
+from .._checks import check_int
 from ._common import check_text
 from .pretokenize import pretokenize_bytes, split_special_tokens
 
@@ -152,8 +153,7 @@ def learn_merges(
     """Learn up to ``num_merges`` merges from pre-token counts; returns them in order, each as the
     ``(left, right)`` bytes of the two tokens it joins. Stops early, with a warning, when every
     word has become a single token."""
-    if not isinstance(num_merges, int) or isinstance(num_merges, bool) or num_merges < 0:
-        raise ValueError(f"num_merges must be an int ≥ 0, got {num_merges!r}")
+    check_int(num_merges, "num_merges", 0)
     index = PairIndex(pretoken_counts)
     merges: list[tuple[bytes, bytes]] = []
     with tqdm(total=num_merges, desc="BPE merges", unit="merge", disable=not progress) as bar:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .._checks import check_positive_int
+from .._checks import check_int, check_number, check_positive_int, check_positive_number
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,11 @@ class WarmupCosineSchedule:
     max_steps: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.min_lr, (int, float)) and 0 <= self.min_lr <= self.lr):
-            raise ValueError(f"min_lr must lie in [0, lr={self.lr}], got {self.min_lr!r}")
+        check_positive_number(self.lr, "lr")
+        check_number(self.min_lr, "min_lr", 0, self.lr, hint=" (the floor lies between 0 and lr)")
         check_positive_int(self.max_steps, "max_steps")
-        if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps <= self.max_steps:
-            raise ValueError(
-                f"warmup_steps must be an integer in [0, max_steps={self.max_steps}], got {self.warmup_steps!r}: "
-                "a warm-up longer than the run never reaches the peak learning rate"
-            )
+        check_int(self.warmup_steps, "warmup_steps", 0, self.max_steps,
+                  hint=" (0 to max_steps: a warm-up longer than the run never reaches the peak learning rate)")
 
     def __call__(self, step: int) -> float:
         if not isinstance(step, int) or step < 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .._checks import check_choice, check_positive_int, check_probability
+from .._checks import check_choice, check_int, check_number, check_positive_int, check_probability
 from .schedule import WarmupCosineSchedule
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -55,17 +55,14 @@ class TrainConfig:
                      "log_interval", "checkpoint_interval", "keep_checkpoints"):
             check_positive_int(getattr(self, name), name)
         self.schedule  # the schedule checks lr, min_lr, warmup_steps and max_steps
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be ≥ 0, got {self.weight_decay!r}")
+        check_number(self.weight_decay, "weight_decay", 0)
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers (beta1, beta2), got {self.betas!r}")
         for beta in self.betas:
             check_probability(beta, "each of betas", inclusive_high=False)
-        if not (isinstance(self.grad_clip, (int, float)) and self.grad_clip >= 0):
-            raise ValueError(f"grad_clip must be ≥ 0 (0 turns clipping off), got {self.grad_clip!r}")
+        check_number(self.grad_clip, "grad_clip", 0, hint=" (0 turns clipping off)")
         check_choice(self.precision, "precision", PRECISIONS)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        check_int(self.seed, "seed")
 
     @property
     def schedule(self) -> WarmupCosineSchedule:
