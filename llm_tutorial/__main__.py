@@ -5,7 +5,7 @@ interrupted, and sample text from a checkpoint::
 
     python -m llm_tutorial train --config shakespeare-char --out runs/shakespeare
     python -m llm_tutorial train --resume runs/shakespeare
-    torchrun --nproc_per_node=2 -m llm_tutorial train --config configs/shakespeare_char.yaml
+    torchrun --nproc_per_node=2 -m llm_tutorial train --config llm_tutorial/configs/shakespeare_char.yaml
     python -m llm_tutorial sample --checkpoint runs/shakespeare --prompt "ROMEO:"
 """
 

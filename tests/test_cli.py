@@ -72,8 +72,8 @@ def test_print_config_shows_the_resolved_run(capsys):
 
 
 def test_example_configs_equal_the_presets():
-    assert load_run_config(REPO / "configs" / "shakespeare_char.yaml") == load_run_config("shakespeare-char")
-    assert load_run_config(REPO / "configs" / "shakespeare_char_llama.yaml") == load_run_config("shakespeare-char-llama")
+    assert load_run_config(REPO / "llm_tutorial" / "configs" / "shakespeare_char.yaml") == load_run_config("shakespeare-char")
+    assert load_run_config(REPO / "llm_tutorial" / "configs" / "shakespeare_char_llama.yaml") == load_run_config("shakespeare-char-llama")
     preset = PRESETS["shakespeare-char"]
     assert preset["model"] == dict(preset="gpt2", n_layer=4, n_head=4, d_model=128, context_length=64, dropout=0.0)
     assert preset["train"]["batch_size"] == 12
