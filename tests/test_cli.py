@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from llm_tutorial.__main__ import build_parser, main
-from llm_tutorial.train import list_checkpoints, load_checkpoint
+from llm_tutorial.train import TrainConfig, list_checkpoints, load_checkpoint
 from llm_tutorial.train.run_config import PRESETS, load_run_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,12 +71,14 @@ def test_print_config_shows_the_resolved_run(capsys):
     assert shown["train"]["lr"] == 3e-4 and shown["model"]["n_layer"] == 4 and shown["train"]["batch_size"] == 12
 
 
-def test_example_configs_equal_the_presets():
-    assert load_run_config(REPO / "llm_tutorial" / "configs" / "shakespeare_char.yaml") == load_run_config("shakespeare-char")
-    assert load_run_config(REPO / "llm_tutorial" / "configs" / "shakespeare_char_llama.yaml") == load_run_config("shakespeare-char-llama")
-    preset = PRESETS["shakespeare-char"]
-    assert preset["model"] == dict(preset="gpt2", n_layer=4, n_head=4, d_model=128, context_length=64, dropout=0.0)
-    assert preset["train"]["batch_size"] == 12
+def test_presets_are_the_yaml_files_of_the_package():
+    assert set(PRESETS) == {"shakespeare-char", "shakespeare-char-llama"}
+    assert all(path.parent == REPO / "llm_tutorial" / "configs" for path in PRESETS.values())
+    run = load_run_config("shakespeare-char")
+    assert run.model == dict(preset="gpt2", n_layer=4, n_head=4, d_model=128, context_length=64, dropout=0.0)
+    assert run.train == TrainConfig(), "the benchmark run trains with TrainConfig's defaults"
+    llama = load_run_config("shakespeare-char-llama")
+    assert llama.model["preset"] == "llama" and llama.model["n_kv_head"] == 2 and llama.train == TrainConfig()
 
 
 @pytest.mark.parametrize("edit, match", [

@@ -31,32 +31,19 @@ from typing import Any
 import yaml
 
 from .._checks import check_choice, check_probability
+from ..models.gpt import GPT_PRESETS, GPTConfig
 from .trainer_config import TrainConfig
 
 TOKENIZERS = ("char", "gpt2")
 SECTIONS = ("model", "data", "train", "device")
-GPT_ARCHITECTURES = ("gpt2", "llama")
 
-_SHAKESPEARE_CHAR_TRAIN = dict(
-    batch_size=12, max_steps=2000, lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1, betas=[0.9, 0.99],
-    grad_clip=1.0, eval_interval=250, eval_batches=20, log_interval=10, checkpoint_interval=500, seed=1337,
-)
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "shakespeare-char": dict(
-        model=dict(preset="gpt2", n_layer=4, n_head=4, d_model=128, context_length=64, dropout=0.0),
-        data=dict(corpus="tinyshakespeare", tokenizer="char", val_fraction=0.1),
-        train=_SHAKESPEARE_CHAR_TRAIN,
-    ),
-    "shakespeare-char-llama": dict(
-        model=dict(preset="llama", n_layer=4, n_head=4, n_kv_head=2, d_model=128, context_length=64, dropout=0.0),
-        data=dict(corpus="tinyshakespeare", tokenizer="char", val_fraction=0.1),
-        train=_SHAKESPEARE_CHAR_TRAIN,
-    ),
-}
-"""Named runs. ``shakespeare-char``: the character-level GPT-2-style model of the benchmarks
-(4 layers, 4 heads, width 128, context 64, batch 12); ``shakespeare-char-llama``: the same size
-in the Llama style (RoPE, RMSNorm, SwiGLU, 2 key/value heads)."""
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRESETS: dict[str, Path] = {path.stem.replace("_", "-"): path for path in sorted(CONFIG_DIR.glob("*.yaml"))}
+"""Named runs, one YAML file each in ``llm_tutorial/configs/`` (``shakespeare_char.yaml`` is the
+preset ``shakespeare-char``). ``shakespeare-char``: the character-level GPT-2-style model of the
+benchmarks (4 layers, 4 heads, width 128, context 64; the training settings are
+:class:`TrainConfig`'s defaults); ``shakespeare-char-llama``: the same size in the Llama style
+(RoPE, RMSNorm, SwiGLU, 2 key/value heads)."""
 
 
 @dataclass
@@ -124,10 +111,9 @@ def load_run_config(config: str | Path, overrides: list[str] | tuple[str, ...] =
     Each override is ``section.key=value`` (e.g. ``train.lr=3e-4``, ``model.n_layer=2``); the
     value is read as YAML, so ``true``, ``null``, ``[0.9, 0.95]`` work."""
     name = str(config)
-    if name in PRESETS:
-        values = copy.deepcopy(PRESETS[name])
-    elif Path(name).is_file():
-        values = yaml.safe_load(Path(name).read_text(encoding="utf-8")) or {}
+    path = PRESETS.get(name, Path(name))
+    if path.is_file():
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     else:
         raise ValueError(f"--config {name!r} is neither a YAML file nor a preset; presets: {', '.join(PRESETS)}")
     if not isinstance(values, dict):
@@ -160,14 +146,12 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
 
 
 def _model_section(values: dict[str, Any], source: str) -> dict[str, Any]:
-    from ..models.gpt import GPTConfig
-
     if not isinstance(values, dict):
         raise ValueError(f"{source}: model must be a mapping of GPTConfig fields, got {values!r}")
     values = dict(values)
     preset = values.pop("preset", "gpt2")
-    if preset not in GPT_ARCHITECTURES:
-        raise ValueError(f"{source}: unknown model preset {preset!r}; choose one of {', '.join(GPT_ARCHITECTURES)}")
+    if preset not in GPT_PRESETS:
+        raise ValueError(f"{source}: unknown model preset {preset!r}; choose one of {', '.join(GPT_PRESETS)}")
     if "vocab_size" in values:
         raise ValueError(f"{source}: model.vocab_size is set by the tokenizer; remove it")
     names = [f.name for f in dataclasses.fields(GPTConfig) if f.name != "vocab_size"]

@@ -19,6 +19,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 class TrainConfig:
     """How to train: optimiser, schedule, batching, evaluation, checkpoints.
 
+    The defaults are the settings of chapter 5's benchmark run (the presets ``shakespeare-char``
+    and ``shakespeare-char-llama``, whose YAML files leave ``train`` to them).
+
     ``batch_size`` is the number of examples in one micro-batch summed over all processes; one
     optimizer step sees ``batch_size * grad_accum_steps`` examples. Under ``torchrun`` each of the
     ``W`` processes takes ``batch_size / W`` of every micro-batch, so the result does not depend on
