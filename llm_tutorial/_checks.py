@@ -161,6 +161,15 @@ def check_probability(value: float, name: str, *, inclusive_high: bool = True) -
     return float(value)
 
 
+def check_token_id(value: object, name: str, vocab_size: int | None = None, *, hint: str = "") -> int:
+    """A single token id: an int in ``[0, vocab_size)`` (or ``≥ 0`` when no size is given)."""
+    if (not isinstance(value, int) or isinstance(value, bool) or value < 0
+            or (vocab_size is not None and value >= vocab_size)):
+        bound = f"in [0, {vocab_size})" if vocab_size is not None else "≥ 0"
+        raise ValueError(f"{name} must be a token id, an integer {bound}{hint}, got {value!r}")
+    return value
+
+
 def check_bool(value: object, name: str) -> bool:
     """``value`` must be True or False (not 0/1, not a string)."""
     if not isinstance(value, bool):

@@ -324,6 +324,22 @@ def test_q_k_v_of_mixed_dtypes_or_devices_are_refused():
         scaled_dot_product_attention(q.to("meta"), q, q)
 
 
+def test_multi_head_attention_refuses_a_mask_that_would_broadcast_wrongly():
+    attn = MultiHeadAttention(24, 4)
+    x = torch.randn(7, 7, 24)
+    keep = torch.ones(2, 1, 1, 7, dtype=torch.bool)  # a padding mask for a batch of 2, given a batch of 1
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 1, 1, 7\) does not broadcast .* \(1, 4, 7, 7\)"):
+        attn(x[:1], mask=keep)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        attn(torch.randn(2, 5, 24), mask=torch.ones(2, 5, dtype=torch.bool))  # (B, T), not (B, 1, 1, T)
+    with pytest.raises(TypeError, match="must be a boolean tensor"):
+        attn(x, mask=torch.ones(7, 7))
+    cache = KVCache(1, 7, 4, 16, 6)[0]
+    attn(x, mask=causal_mask(7, 7), cache=cache)  # T_k counts the cached keys: 0 + 7
+    with pytest.raises(ValueError, match=r"\(7, 4, 7, 14\)"):
+        attn(x, mask=causal_mask(7, 7), cache=cache)  # now 7 cached + 7 new keys
+
+
 def test_multi_head_attention_trusts_its_caller_and_torch_names_the_mismatch():
     """The layer checks its construction; its inputs are checked by the models that call it. Called
     directly with float64 input on float32 weights, the first projection fails with PyTorch's own

@@ -34,6 +34,7 @@ from .._checks import (
     check_positive_number,
     check_probability,
     check_tensor,
+    check_token_id,
     check_token_ids,
 )
 from ..losses import IGNORE_INDEX
@@ -47,15 +48,6 @@ RANDOM_FRACTION = 0.1
 10% keep their token, so the model cannot learn that only [MASK] positions matter."""
 NSP_NEXT_PROBABILITY = 0.5
 """The share of NSP pairs whose second segment really is the next one."""
-
-
-def _check_token_id(value: object, name: str, vocab_size: int | None = None) -> int:
-    """A single token id: an int in ``[0, vocab_size)`` (or just ``>= 0`` when no size is given)."""
-    high_ok = vocab_size is None or (isinstance(value, int) and value < vocab_size)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or not high_ok:
-        bound = f"[0, {vocab_size})" if vocab_size is not None else ">= 0"
-        raise ValueError(f"{name} must be a token id (an int {bound}), got {value!r}")
-    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,7 +77,7 @@ def _special_id_tensor(special_ids: Iterable[int], mask_id: int, vocab_size: int
     """The special ids as a tensor, [MASK] included, each checked against the vocabulary."""
     if isinstance(special_ids, (str, bytes)) or not isinstance(special_ids, Iterable):
         raise TypeError(f"special_ids must be an iterable of token ids, got {type(special_ids).__name__}")
-    ids = {_check_token_id(i, "each of special_ids", vocab_size) for i in special_ids} | {mask_id}
+    ids = {check_token_id(i, "each of special_ids", vocab_size) for i in special_ids} | {mask_id}
     if len(ids) >= vocab_size:
         raise ValueError(
             f"all {vocab_size} ids of the vocabulary are special: no token is left to mask or to draw at random"
@@ -117,7 +109,7 @@ def mask_tokens(
     """
     check_positive_int(vocab_size, "vocab_size")
     check_token_ids(input_ids, "input_ids", vocab_size)
-    _check_token_id(mask_id, "mask_id", vocab_size)
+    check_token_id(mask_id, "mask_id", vocab_size)
     special = _special_id_tensor(special_ids, mask_id, vocab_size, input_ids.device)
     check_probability(mask_prob, "mask_prob")
     check_generator(generator)
@@ -207,8 +199,8 @@ def pack_nsp_pair(
     When the pair is too long, the longer segment loses its last token until the pair fits
     (BERT's rule): a short segment keeps all of its tokens, and both keep at least one.
     """
-    _check_token_id(cls_id, "cls_id")
-    _check_token_id(sep_id, "sep_id")
+    check_token_id(cls_id, "cls_id")
+    check_token_id(sep_id, "sep_id")
     check_positive_int(max_length, "max_length")
     if max_length < 5:
         raise ValueError(f"max_length must be >= 5 to hold [CLS] A [SEP] B [SEP] with one token each, got {max_length}")
@@ -240,7 +232,7 @@ def nsp_batch(
     """Pack each pair with :func:`pack_nsp_pair` and pad them to the longest one in the batch."""
     if not isinstance(pairs, Sequence) or len(pairs) == 0:
         raise ValueError("pairs must be a non-empty sequence of NspPair (see sample_nsp_pairs)")
-    _check_token_id(pad_id, "pad_id")
+    check_token_id(pad_id, "pad_id")
     packed = [pack_nsp_pair(p.first, p.second, cls_id=cls_id, sep_id=sep_id, max_length=max_length) for p in pairs]
     length = max(len(ids) for ids, _ in packed)
     input_ids = torch.full((len(pairs), length), pad_id, dtype=torch.long)  # (B, T)

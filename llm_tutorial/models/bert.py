@@ -38,6 +38,7 @@ from .._checks import (
     check_positive_number,
     check_probability,
     check_rank,
+    check_token_id,
     check_token_ids,
 )
 from ..nn import ATTENTION_IMPLS, LayerNorm, LearnedPositionalEmbedding, TransformerBlock, padding_mask
@@ -69,8 +70,7 @@ class BertConfig:
         check_divides(self.n_head, self.d_model, "n_head", "d_model")
         check_probability(self.dropout, "dropout", inclusive_high=False)
         check_positive_number(self.norm_eps, "norm_eps")
-        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id must be a token id in [0, {self.vocab_size}), got {self.pad_id!r}")
+        check_token_id(self.pad_id, "pad_id", self.vocab_size)
         check_choice(self.attention_impl, "attention_impl", ATTENTION_IMPLS)
 
     def to_dict(self) -> dict[str, Any]:

@@ -32,10 +32,10 @@ from torch import nn
 from .._checks import (
     check_bool,
     check_generator,
-    check_int,
     check_last_dim,
     check_positive_number,
     check_probability,
+    check_token_id,
 )
 from ..data.pretraining_examples import mask_tokens, replace_tokens
 from ..losses import IGNORE_INDEX, mlm_loss, rtd_loss
@@ -83,7 +83,7 @@ class ElectraConfig:
             )
         self.special_ids = tuple(self.special_ids)
         for name, token in [("mask_id", self.mask_id), *(("special_ids", t) for t in self.special_ids)]:
-            check_int(token, name, 0, gen.vocab_size - 1, hint=" (a token id of the generator's vocabulary)")
+            check_token_id(token, name, gen.vocab_size)
         check_probability(self.mask_prob, "mask_prob")
         check_positive_number(self.rtd_weight, "rtd_weight")
         check_positive_number(self.temperature, "temperature")

@@ -38,6 +38,7 @@ from .._checks import (
     check_positive_number,
     check_probability,
     check_rank,
+    check_token_id,
     check_token_ids,
 )
 from ..nn import ACTIVATIONS, ATTENTION_IMPLS, KVCache, SinusoidalPositionalEncoding, TransformerBlock, padding_mask
@@ -72,10 +73,7 @@ class TransformerConfig:
             raise ValueError(f"d_model must be even for sinusoidal positions (sine/cosine pairs), got {self.d_model}")
         check_probability(self.dropout, "dropout", inclusive_high=False)
         smaller_vocab = min(self.src_vocab_size, self.tgt_vocab_size)
-        if not isinstance(self.pad_id, int) or not 0 <= self.pad_id < smaller_vocab:
-            raise ValueError(
-                f"pad_id must be a token id of both vocabularies, [0, {smaller_vocab}), got {self.pad_id!r}"
-            )
+        check_token_id(self.pad_id, "pad_id", smaller_vocab, hint=" (a token of both vocabularies)")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(
                 f"share_embeddings needs one vocabulary for source and target, got "

@@ -215,7 +215,9 @@ class MultiHeadAttention(nn.Module):
     ``(B, H, T_q, T_k)`` in ``self.weights``. ``GPT.attention_maps`` does this for every layer.
 
     The constructor checks its arguments; ``forward`` trusts its caller, as the layers of a model
-    do: the models (GPT, Transformer, BERT) check their inputs once at their own entry point.
+    do: the models (GPT, Transformer, BERT) check their inputs once at their own entry point. The
+    one exception is ``mask``, which a learner builds by hand: a mask of the wrong shape would fail
+    deep in PyTorch with a message that names no argument and no expected shape.
     """
 
     def __init__(
@@ -271,6 +273,8 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = x.shape
         source = x if memory is None else memory
         S = source.size(1)
+        if mask is not None:  # the one input checked here (see the class docstring)
+            _check_mask_fits(mask, "mask", (B, self.n_head, T, S + (cache.length if cache is not None else 0)))
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(source).view(B, S, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, S, D)
         v = self.v_proj(source).view(B, S, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, H_kv, S, D)
