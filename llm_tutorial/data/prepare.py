@@ -100,29 +100,27 @@ def prepare_folder(folder: str | Path, out: str | Path | None = None) -> Prepare
     target = Path(out).expanduser() if out is not None else cache_dir()
     by_name = {file_name: name for name in CORPORA for file_name in known_names(name)}
     result = Prepared()
+    found: dict[str, bytes] = {}
     bad: list[str] = []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        if path.stat().st_size > MAX_BYTES:
-            found = None
-        else:
-            found = recognise(path.read_bytes())
-        if found is None:
+        recognised = recognise(path.read_bytes()) if path.stat().st_size <= MAX_BYTES else None
+        if recognised is None:
             expected = by_name.get(path.name)
             if expected is not None:
                 bad.append(_not_the_book_file(path, CORPORA[expected]))
             else:
                 result.ignored.append(path)
-            continue
-        name, content = found
-        if name in result.written:
-            continue  # the same file twice (e.g. the zip and its cmn.txt): one copy is enough
+        elif recognised[0] not in found:  # the same file twice (the zip and its cmn.txt): one copy is enough
+            found[recognised[0]] = recognised[1]
+            result.sources[recognised[0]] = path
+    if bad:  # nothing is written: fix the folder, then run again
+        raise PrepareError("\n".join(bad))
+    for name, content in found.items():
         destination = target / CORPORA[name].filename
-        if destination.resolve() != path.resolve():
+        if destination.resolve() != result.sources[name].resolve():
             _store(content, _as_is(CORPORA[name]), destination)  # checks the checksum again, writes atomically
             destination.chmod(0o644)  # readable by every user: a teacher's shared folder serves a whole lab
-        result.written[name], result.sources[name] = destination, path
-    if bad:
-        raise PrepareError("\n".join(bad))
+        result.written[name] = destination
     result.missing = [name for name in CORPORA if name not in result.written]
     if not result.written:
         raise PrepareError(
