@@ -130,7 +130,7 @@ class _Project:
 
     @classmethod
     def find(cls) -> _Project:
-        root = Path(__file__).resolve().parents[1]
+        root = _package_root()
         checkout = (root / "pyproject.toml").is_file() and (root / "constraints.txt").is_file()
         pins = _read_pins(root / "constraints.txt") if checkout else {}
         try:
@@ -159,6 +159,11 @@ class _Project:
             return "python3 tasks.py check  (in the repository)"
         target = f"{DISTRIBUTION}[{extra}]" if extra else DISTRIBUTION
         return f'python -m pip install "{target}"'
+
+
+def _package_root() -> Path:
+    """The folder above the package: a clone's root in an editable install, site-packages otherwise."""
+    return Path(__file__).resolve().parents[1]
 
 
 def _with_extra(line: str, extra: str) -> str:
@@ -274,7 +279,8 @@ def _packages(project: _Project) -> list[Check]:
         if name == "torch" or (name, extra) in seen:
             continue
         seen.add((name, extra))
-        environment = {**default_environment(), "extra": extra or ""}
+        environment = {**default_environment(), "sys_platform": sys.platform, "platform_system": platform.system(),
+                       "extra": extra or ""}
         if requirement.marker is not None and not requirement.marker.evaluate(environment):
             continue  # not for this platform (Triton off Linux is reported under Kernels)
         needed = extra is None or extra in CHAPTER_EXTRAS
