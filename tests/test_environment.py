@@ -348,3 +348,27 @@ def test_colab_install_keeps_colabs_cuda_torch(monkeypatch, tmp_path):
         assert not replaced, f"{stem}'s Colab cell would replace Colab's {sorted(replaced)}"
     old = ["-q", "llm-tutorial[interop,kernels] @ git+https://example.invalid/repo"]
     assert "torch" in install_plan(python, ["install", *old], source, tmp_path / "old.json")
+
+
+# ------------------------------------------------------------------------------ offline, without data
+
+
+def test_without_data_and_network_the_test_run_stops_once_with_what_to_do(tmp_path):
+    """An empty data folder, an empty cache and no network (every download goes to a closed proxy port):
+    pytest stops at the start with one message instead of a failure per test that reads data."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    env = {**os.environ, "LLM_TUTORIAL_DATA": str(tmp_path / "empty"), "LLM_TUTORIAL_CACHE": str(tmp_path / "cache"),
+           "https_proxy": f"http://127.0.0.1:{closed}", "HTTPS_PROXY": f"http://127.0.0.1:{closed}",
+           "PYTHONPATH": str(ROOT)}
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_data.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 4, output  # pytest's "usage error": nothing ran
+    assert output.count("the tests need the book's data files") == 1
+    assert "python -m llm_tutorial data prepare FOLDER" in output
+    assert all(corpus.filename in output for corpus in __import__("llm_tutorial.data", fromlist=["CORPORA"]).CORPORA.values())
+    assert not re.search(r"\d+ (passed|failed)", output)
+    assert not (tmp_path / "cache").exists()
