@@ -372,3 +372,33 @@ def test_without_data_and_network_the_test_run_stops_once_with_what_to_do(tmp_pa
     assert all(corpus.filename in output for corpus in __import__("llm_tutorial.data", fromlist=["CORPORA"]).CORPORA.values())
     assert not re.search(r"\d+ (passed|failed)", output)
     assert not (tmp_path / "cache").exists()
+
+
+# ------------------------------------------------------------------------------------ run times
+
+
+def test_the_run_time_table_of_the_set_up_page_is_up_to_date(monkeypatch, tmp_path):
+    tasks = load_tasks()
+    monkeypatch.setattr(tasks, "QUICK_TIMINGS", tmp_path / "absent.xml")
+    tasks.update_runtimes(types.SimpleNamespace(check=True))  # exits with a message when out of date
+    page = (ROOT / "book" / "setup.md").read_text(encoding="utf-8")
+    assert page.count(tasks.TABLE_BEGIN) == 1 and "| `ch05_project` |" in page
+
+
+def test_run_times_are_read_from_cell_timings_and_the_junit_report(tmp_path):
+    tasks = load_tasks()
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": []}]
+    for start, end in (("2026-01-01T10:00:00.5Z", "2026-01-01T10:00:02Z"), ("2026-01-01T10:01:00Z", "2026-01-01T10:03:30.25Z")):
+        cells.append({"cell_type": "code", "metadata": {"execution": {"iopub.execute_input": start,
+                                                                        "shell.execute_reply": end}}})
+    notebook = tmp_path / "ch99_x.ipynb"
+    notebook.write_text(json.dumps({"cells": cells}))
+    assert tasks.full_run_seconds(notebook) == 209.75
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}}]}))
+    assert tasks.full_run_seconds(notebook) is None
+    report = tmp_path / "quick.xml"
+    report.write_text('<testsuites><testsuite><testcase classname="notebooks.ch01_a.ipynb" name="Cell 0" time="1.5"/>'
+                      '<testcase classname="notebooks.ch01_a.ipynb" name="Cell 1" time="2.25"/>'
+                      '<testcase classname="notebooks.ch02_b.ipynb" name="Cell 0" time="4"/></testsuite></testsuites>')
+    assert tasks.quick_run_seconds(report) == {"ch01_a": 3.75, "ch02_b": 4.0}
+    assert [tasks._duration(s) for s in (None, 42.4, 150)] == ["not recorded", "42 s", "2.5 min"]
