@@ -123,10 +123,14 @@ def build_book(strict: bool) -> None:
 
 
 def ensure_chromium() -> str | None:
-    """Chromium for the rendering check: found, or installed with apt when possible."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
+    """Chromium for the rendering check: named by LLM_TUTORIAL_CHROMIUM, found (Chrome too), or installed
+    with apt when possible."""
+    configured = os.environ.get("LLM_TUTORIAL_CHROMIUM")
+    if configured and Path(configured).is_file():
+        return configured
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
     if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
         run("apt-get", "update", "-qq")
         run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium")

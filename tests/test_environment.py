@@ -402,3 +402,20 @@ def test_run_times_are_read_from_cell_timings_and_the_junit_report(tmp_path):
                       '<testcase classname="notebooks.ch02_b.ipynb" name="Cell 0" time="4"/></testsuite></testsuites>')
     assert tasks.quick_run_seconds(report) == {"ch01_a": 3.75, "ch02_b": 4.0}
     assert [tasks._duration(s) for s in (None, 42.4, 150)] == ["not recorded", "42 s", "2.5 min"]
+
+
+def test_workflows_run_ci_on_every_push_and_publish_the_release():
+    workflows = ROOT / ".github" / "workflows"
+    ci = yaml.safe_load((workflows / "ci.yml").read_text())
+    triggers = ci[True]  # YAML 1.1 reads the key `on` as True
+    assert "push" in triggers and triggers["push"] in (None, {})  # every branch, every push
+    steps = [step.get("run", "") for job in ci["jobs"].values() for step in job["steps"]]
+    assert ".ci/run" in steps
+    pages = yaml.safe_load((workflows / "pages.yml").read_text())
+    assert pages[True]["push"]["tags"] == ["v*"]
+    runs = [step.get("run", "") for step in pages["jobs"]["build"]["steps"]]
+    uses = [step.get("uses", "") for job in pages["jobs"].values() for step in job["steps"]]
+    assert "python3 tasks.py book" in runs and any("repository.release" in run for run in runs)
+    assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
+    assert any(u.startswith("actions/deploy-pages") for u in uses)
+    assert pages["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
