@@ -170,7 +170,9 @@ def _with_extra(line: str, extra: str) -> str:
     """A requirement of an extra, written as the package metadata writes it."""
     requirement, _, marker = line.partition(";")
     condition = f'extra == "{extra}"'
-    return f"{requirement.strip()}; ({marker.strip()}) and {condition}" if marker.strip() else f"{requirement}; {condition}"
+    if marker.strip():
+        return f"{requirement.strip()}; ({marker.strip()}) and {condition}"
+    return f"{requirement.strip()}; {condition}"
 
 
 def _read_pins(path: Path) -> dict[str, str]:

@@ -156,6 +156,12 @@ def test_command_exit_codes(data_folder, monkeypatch, capsys):
     monkeypatch.setattr(doctor, "_INTERPRETER_PROBE", "pass")
     main(["doctor"])  # returns normally: exit code 0
     assert "Everything a chapter needs is here." in capsys.readouterr().out
+    (data_folder / "gpt2-vocab.json").unlink()
+    main(["doctor"])  # a data file is downloaded on first use...
+    with pytest.raises(SystemExit) as exit_:
+        main(["doctor", "--offline"])  # ...unless the machine is offline
+    assert exit_.value.code == 1
+    capsys.readouterr()
     without(monkeypatch, "tiktoken")
     with pytest.raises(SystemExit) as exit_:
         main(["doctor"])

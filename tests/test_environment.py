@@ -233,7 +233,8 @@ def run_colab_cell(source: str, monkeypatch, tmp_path) -> list[str]:
     commands = []
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_tutorial" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_tutorial" else real_find_spec(name, *a))
     monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: commands.append(command))
     files = {}
 
@@ -273,7 +274,8 @@ def fake_colab_environment(folder: Path, torch_version: str, triton_version: str
             info = site / f"{name.replace('-', '_')}-{distribution.version}.dist-info"
             if not info.exists():
                 info.mkdir()
-                (info / "METADATA").write_text(distribution.read_text("METADATA") or f"Name: {name}\nVersion: {distribution.version}\n")
+                fallback = f"Name: {name}\nVersion: {distribution.version}\n"
+                (info / "METADATA").write_text(distribution.read_text("METADATA") or fallback)
                 (info / "INSTALLER").write_text("pip\n")
                 (info / "RECORD").write_text("")
     fake("torch", torch_version, [f'triton=={triton_version}; platform_system == "Linux"', "filelock", "sympy>=1.13.3"])
@@ -294,7 +296,8 @@ def metadata_wheel(folder: Path) -> Path:
         for line in requirements:
             requirement, _, marker = line.partition(";")
             condition = f'extra == "{extra}"'
-            lines.append(f"Requires-Dist: {requirement.strip()}; " + (f"({marker.strip()}) and {condition}" if marker else condition))
+            condition = f"({marker.strip()}) and {condition}" if marker.strip() else condition
+            lines.append(f"Requires-Dist: {requirement.strip()}; {condition}")
     info = f"llm_tutorial-{project['version']}.dist-info"
     wheel = folder / f"llm_tutorial-{project['version']}-py3-none-any.whl"
     folder.mkdir(parents=True, exist_ok=True)
@@ -359,7 +362,8 @@ def test_without_data_and_network_the_test_run_stops_once_with_what_to_do(tmp_pa
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    env = {**os.environ, "LLM_TUTORIAL_DATA": str(tmp_path / "empty"), "LLM_TUTORIAL_CACHE": str(tmp_path / "cache"),
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}  # not an xdist worker
+    env = {**inherited, "LLM_TUTORIAL_DATA": str(tmp_path / "empty"), "LLM_TUTORIAL_CACHE": str(tmp_path / "cache"),
            "https_proxy": f"http://127.0.0.1:{closed}", "HTTPS_PROXY": f"http://127.0.0.1:{closed}",
            "PYTHONPATH": str(ROOT)}
     (tmp_path / "empty").mkdir()
@@ -369,7 +373,9 @@ def test_without_data_and_network_the_test_run_stops_once_with_what_to_do(tmp_pa
     assert done.returncode == 4, output  # pytest's "usage error": nothing ran
     assert output.count("the tests need the book's data files") == 1
     assert "python -m llm_tutorial data prepare FOLDER" in output
-    assert all(corpus.filename in output for corpus in __import__("llm_tutorial.data", fromlist=["CORPORA"]).CORPORA.values())
+    from llm_tutorial.data import CORPORA
+
+    assert all(corpus.filename in output for corpus in CORPORA.values())
     assert not re.search(r"\d+ (passed|failed)", output)
     assert not (tmp_path / "cache").exists()
 
@@ -388,7 +394,8 @@ def test_the_run_time_table_of_the_set_up_page_is_up_to_date(monkeypatch, tmp_pa
 def test_run_times_are_read_from_cell_timings_and_the_junit_report(tmp_path):
     tasks = load_tasks()
     cells = [{"cell_type": "markdown", "metadata": {}, "source": []}]
-    for start, end in (("2026-01-01T10:00:00.5Z", "2026-01-01T10:00:02Z"), ("2026-01-01T10:01:00Z", "2026-01-01T10:03:30.25Z")):
+    for start, end in (("2026-01-01T10:00:00.5Z", "2026-01-01T10:00:02Z"),
+                       ("2026-01-01T10:01:00Z", "2026-01-01T10:03:30.25Z")):
         cells.append({"cell_type": "code", "metadata": {"execution": {"iopub.execute_input": start,
                                                                         "shell.execute_reply": end}}})
     notebook = tmp_path / "ch99_x.ipynb"
