@@ -304,7 +304,8 @@ def update_runtimes(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("book", help="set up everything to read and run every notebook; build the book").set_defaults(func=book)
+    reader = commands.add_parser("book", help="set up everything to read and run every notebook; build the book")
+    reader.set_defaults(func=book)
     commands.add_parser("test", help="run every test, notebook and book check").set_defaults(func=test)
     commands.add_parser("check", help="run the package's tests only (the fast inner loop)").set_defaults(func=check)
     execute = commands.add_parser("execute", help="re-execute chapter notebooks in full, in place, with cell timings")
