@@ -7,6 +7,11 @@ interrupted, and sample text from a checkpoint::
     python -m llm_tutorial train --resume runs/shakespeare
     torchrun --nproc_per_node=2 -m llm_tutorial train --config llm_tutorial/configs/shakespeare_char.yaml
     python -m llm_tutorial sample --checkpoint runs/shakespeare --prompt "ROMEO:"
+
+Check a machine, and set up the data offline from files downloaded by hand::
+
+    python -m llm_tutorial doctor
+    python -m llm_tutorial data prepare ~/Downloads
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m llm_tutorial", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,doctor,data}")
 
     train = commands.add_parser(
         "train", help="train a GPT from a YAML config or a preset",
@@ -64,6 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--num-samples", type=int, default=1, metavar="N", help="independent samples (default 1)")
     sample.add_argument("--seed", type=int, default=1337, help="random seed of the sampling (default 1337)")
     sample.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+
+    doctor = commands.add_parser(
+        "doctor", help="check this machine: Python, PyTorch, optional packages, data, Triton, Chromium",
+        description="Report what the book needs and what this machine has, with the command that fixes each "
+                    "missing piece. Exit code 1 when something a chapter needs is missing.")
+    doctor.add_argument("--offline", action="store_true",
+                        help="count a data file that is not on disk as missing (it cannot be downloaded on first use)")
+    data = commands.add_parser("data", help="set up the book's data from files downloaded by hand",
+                               description="Offline set-up of the book's data files.")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{prepare}")
+    prepare = data_commands.add_parser(
+        "prepare", help="check downloaded upstream files and write the book's data files",
+        description="Recognise the book's data files among the files in FOLDER, in their upstream form (Tiny "
+                    "Shakespeare's input.txt, GPT-2's vocab.bpe and encoder.json, Tatoeba's cmn-eng.zip or cmn.txt) "
+                    "or already normalised, check their SHA-256 and write them where the package finds them.")
+    prepare.add_argument("folder", metavar="FOLDER", help="the folder that holds the downloaded files")
+    prepare.add_argument("--out", metavar="DIR", default=None,
+                         help="where to write the book's files (default: the download cache, "
+                              "$LLM_TUTORIAL_CACHE or ~/.cache/llm_tutorial, where the package looks by itself)")
     return parser
 
 
@@ -144,11 +168,40 @@ def continue_ids(model: nn.Module, prompt_ids: list[int], max_new_tokens: int, *
     return ids
 
 
+def run_doctor(args: argparse.Namespace) -> None:
+    """The ``doctor`` command: print the report; exit 1 when something a chapter needs is missing."""
+    from .doctor import diagnose
+
+    report = diagnose(offline=args.offline)
+    print(report)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def run_data(args: argparse.Namespace) -> None:
+    """The ``data prepare`` command."""
+    from .data.corpora import CORPORA, DATA_ENV, cache_dir
+    from .data.prepare import missing_help, prepare_folder
+
+    prepared = prepare_folder(args.folder, args.out)
+    for name in prepared.written:
+        print(f"ok       {CORPORA[name].filename:<22} from {prepared.sources[name].name}  (SHA-256 checked)")
+    for path in prepared.ignored:
+        print(f"ignored  {path.name} (not one of the book's files)")
+    if prepared.missing:
+        print("still missing (download these, then run this command again):")
+        print(missing_help(prepared.missing))
+    where = Path(args.out).expanduser() if args.out else cache_dir()
+    print(f"written to {where}")
+    if args.out:
+        print(f"tell the package where they are: export {DATA_ENV}={where.resolve()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse ``argv`` (default: the process's arguments) and run the command."""
     args = build_parser().parse_args(argv)
     try:
-        {"train": run_train, "sample": run_sample}[args.command](args)
+        {"train": run_train, "sample": run_sample, "doctor": run_doctor, "data": run_data}[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise SystemExit(f"{args.command}: error: {error}") from error
 

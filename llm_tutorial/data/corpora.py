@@ -111,7 +111,8 @@ def _verified(path: Path, corpus: Corpus) -> Path:
     if actual != corpus.sha256:
         raise ChecksumError(
             f"{path} has SHA-256 {actual}, but the book was made with {corpus.sha256}. "
-            f"The file is corrupt or a different version: delete it and download it again from {corpus.url}."
+            f"The file is corrupt or a different version: delete it, download {corpus.url} again, and run "
+            f"`python -m llm_tutorial data prepare FOLDER` on the folder you saved it in."
         )
     return path
 
@@ -149,7 +150,10 @@ def _missing_message(corpus: Corpus, local_folder: str | None, reason: str) -> s
     return (
         f"{corpus.filename} is not in {looked}{cache_dir()}, and downloading it failed ({reason}). Either\n"
         f"  1. connect to the internet, and it will be downloaded from {corpus.url}; or\n"
-        f"  2. put {corpus.filename} in a folder and set {DATA_ENV}=/path/to/that/folder."
+        f"  2. download that address by hand (on any machine), put the file in a folder and run\n"
+        f"     `python -m llm_tutorial data prepare FOLDER`: it checks the file and puts it where it is found; or\n"
+        f"  3. if you have the book's {corpus.filename} already (say, on a teacher's shared drive), set\n"
+        f"     {DATA_ENV}=/path/to/its/folder."
     )
 
 
@@ -173,7 +177,7 @@ def _store(payload: bytes, corpus: Corpus, target: Path) -> Path:
         raise ChecksumError(
             f"downloaded {corpus.filename} from {corpus.url} has SHA-256 {actual}, expected {corpus.sha256}: "
             f"the download is corrupt or the file changed upstream. Nothing was saved. "
-            f"Put a good copy in a folder named by {DATA_ENV} instead."
+            f"Get the book's version of the file into a folder and run `python -m llm_tutorial data prepare FOLDER`."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as handle:
