@@ -15,6 +15,11 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
   ``token_type_ids``/``attention_mask``; ELECTRA masks, samples and scores inside its forward
   pass (:class:`~llm_tutorial.models.electra.Electra`), drawing from the global random state,
   which checkpoints restore.
+
+The causal and seq2seq losses check the targets' range only when the model checks its input ids
+(``model.check_token_range``, default True). A run whose data was checked where it entered turns
+that flag off, and then no step reads anything back from the device (see
+:func:`llm_tutorial.losses.cross_entropy`).
 """
 
 from __future__ import annotations
@@ -26,18 +31,19 @@ from torch import nn
 
 from ..losses import clm_loss, mlm_loss, nsp_loss, seq2seq_loss
 from .batch import encoder_outputs
+from .checkpoint import unwrap
 
 
 def causal_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     """Next-token cross-entropy of a decoder-only model: ``clm_loss(model(x), y)``."""
     x, y = _unpack(batch, 2, "(x, y)")
-    return clm_loss(model(x), y)  # logits (B, T, V)
+    return clm_loss(model(x), y, check_range=_checks_range(model))  # logits (B, T, V)
 
 
 def seq2seq_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     """Target-side cross-entropy of an encoder–decoder under teacher forcing."""
     src, tgt_in, tgt_out, *src_mask = _unpack(batch, (3, 4), "(src, tgt_in, tgt_out[, src_mask])")
-    return seq2seq_loss(model(src, tgt_in, *src_mask), tgt_out)  # logits (B, T, V)
+    return seq2seq_loss(model(src, tgt_in, *src_mask), tgt_out, check_range=_checks_range(model))  # (B, T, V)
 
 
 def masked_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -60,6 +66,11 @@ def replaced_token_detection_loss(model: nn.Module, batch: Mapping[str, torch.Te
     """ELECTRA's pre-training loss ``L = L_MLM(generator) + λ · L_RTD(discriminator)``, as the
     model's forward pass computes it with ``mlm_loss`` and ``rtd_loss``."""
     return encoder_outputs(model, batch).loss
+
+
+def _checks_range(model: nn.Module) -> bool:
+    """The model's own ``check_token_range`` switch (inside DDP / ``torch.compile`` wrappers), else True."""
+    return bool(getattr(unwrap(model), "check_token_range", True))
 
 
 def _unpack(batch: object, sizes: int | tuple[int, ...], layout: str) -> tuple[torch.Tensor, ...]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..data import CORPORA, get_batch, load_text, train_val_split
+from ..data import CORPORA, encode_corpus, get_batch, load_text, train_val_split
 from ..runtime import seed_everything
 from . import lock
 from .checkpoint import latest_checkpoint
@@ -106,7 +106,7 @@ def prepare_run(run: RunConfig) -> PreparedRun:
 
     text = read_corpus(run.data.corpus)
     tokenizer = build_tokenizer(run.data.tokenizer, text)
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    ids = encode_corpus(tokenizer.encode(text), tokenizer.vocab_size)  # the data boundary: ids checked once
     train_ids, val_ids = train_val_split(ids, run.data.val_fraction)
     fields = {k: v for k, v in run.model.items() if k != "preset"}
     model_config = GPTConfig.preset(run.model["preset"], vocab_size=tokenizer.vocab_size, **fields)
@@ -139,7 +139,7 @@ def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | 
         prepared = prepare_run(run)
         seed_everything(run.train.seed)
         model = GPT(prepared.model_config).to(process.device)
-        model.check_token_range = False  # ids come from the tokenizer: in range by construction
+        model.check_token_range = False  # ids checked once in prepare_run: no step reads back from the device
         train_config = dataclasses.replace(run.train, checkpoint_dir=str(out_dir))
         trainer = Trainer(
             model, causal_lm_loss, prepared.batches("train"), train_config,
