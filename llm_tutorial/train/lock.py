@@ -9,10 +9,9 @@ The operating system releases a ``flock`` when its process dies, however it dies
 A second run (or ``--resume``) of a locked folder refuses at once, naming the holder: the process
 id, host and start time that the holder wrote into the lock file.
 
-Within one process the lock is re-entrant: the command line takes it before reading the data,
-and the :class:`~llm_tutorial.train.Trainer` it starts takes it again without blocking itself.
-On systems without ``fcntl`` (Windows) there is no lock, and this module says so in its docstring
-only: the guarantee is POSIX's.
+The lock is not re-entrant: two trainers in one notebook are two runs, and the second is refused
+too. (The command line takes the lock before it reads the data and hands it to its trainer.) On
+systems without ``fcntl`` (Windows) there is no lock: the guarantee is POSIX's.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ class RunDirectoryError(OSError):
     """The run directory cannot hold checkpoints (not writable, a file, under /proc, ...)."""
 
 
-_held: dict[Path, list] = {}  # resolved directory -> [open lock file, number of holders in this process]
+_held: dict[Path, object] = {}  # resolved directory -> its open lock file, for as long as this process holds it
 
 
 def check_writable(directory: str | Path, what: str = "the run directory") -> None:
@@ -75,9 +74,6 @@ def acquire(directory: str | Path) -> Path:
     check_writable(path)
     path.mkdir(parents=True, exist_ok=True)
     key = path.resolve()
-    if key in _held:
-        _held[key][1] += 1
-        return key
     handle = open(key / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while the lock is held
     if fcntl is not None:
         try:
@@ -95,19 +91,15 @@ def acquire(directory: str | Path) -> Path:
     handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                              "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}))
     handle.flush()
-    _held[key] = [handle, 1]
+    _held[key] = handle
     return key
 
 
 def release(key: Path) -> None:
-    """Give back one hold on the lock taken by :func:`acquire`; the last one unlocks."""
-    entry = _held.get(key)
-    if entry is None:
-        return
-    entry[1] -= 1
-    if entry[1] == 0:
-        del _held[key]
-        entry[0].close()  # closing the file releases the flock
+    """Give back the lock taken by :func:`acquire` (nothing happens if it is not held)."""
+    handle = _held.pop(key, None)
+    if handle is not None:
+        handle.close()  # closing the file releases the flock
 
 
 def holds(directory: str | Path) -> bool:

@@ -131,12 +131,15 @@ def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | 
         raise FileNotFoundError(f"--resume {resume}: no complete checkpoint there")
     check_device(run.device)
     lock.check_writable(out_dir, "--out")
+    main_process = int(os.environ.get("RANK", "0")) == 0
     held = None
-    if Path(out_dir).is_dir() and int(os.environ.get("RANK", "0")) == 0:
-        held = lock.acquire(out_dir)  # an existing folder: refuse now if another run holds it
+    if Path(out_dir).is_dir() and main_process:
+        held = lock.acquire(out_dir)  # an existing folder: refuse at once if another run holds it
     process = start_process_group(run.device)
     try:
         prepared = prepare_run(run)
+        if held is None and main_process:
+            held = lock.acquire(out_dir)  # a new folder: made only now that the run is known to be possible
         seed_everything(run.train.seed)
         model = GPT(prepared.model_config).to(process.device)
         model.check_token_range = False  # ids checked once in prepare_run: no step reads back from the device
@@ -146,6 +149,7 @@ def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | 
             val_batches=prepared.batches("validation"),
             metadata={"run": run.to_dict(), "tokenizer": tokenizer_state(prepared.tokenizer)},
         )
+        trainer.adopt_lock(held)
         if resume is not None:
             trainer.resume(resume)
         if process.is_main:

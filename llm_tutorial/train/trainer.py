@@ -141,6 +141,11 @@ class Trainer:
         if self.config.checkpoint_dir is not None and self._lock is None and self.process.is_main:
             self._lock = lock.acquire(self.config.checkpoint_dir)
 
+    def adopt_lock(self, key: Path | None) -> None:
+        """Take over a lock of ``checkpoint_dir`` already acquired (by the command line, before it read
+        the data): the trainer releases it when :meth:`fit` ends."""
+        self._lock = key
+
     def _release_lock(self) -> None:
         if self._lock is not None:
             lock.release(self._lock)
