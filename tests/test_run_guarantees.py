@@ -31,10 +31,10 @@ from llm_tutorial.train.checkpoint import (
     NonFiniteStateError,
     save_checkpoint,
 )
+from llm_tutorial.train.history import History
 from llm_tutorial.train.objectives import causal_lm_loss
 from llm_tutorial.train.optimizer import build_adamw
 from llm_tutorial.train.rng import RandomState
-from llm_tutorial.train.history import History
 
 REPO = Path(__file__).resolve().parents[1]
 IDS = torch.randint(0, 23, (3000,), generator=torch.Generator().manual_seed(0))

@@ -44,8 +44,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .batch import Batch, leading_tensor, map_tensors
 from . import lock
+from .batch import Batch, leading_tensor, map_tensors
 from .checkpoint import (Checkpoint, NonFiniteStateError, list_checkpoints, load_checkpoint, non_finite_tensors,
                          save_checkpoint)
 from .config import TrainConfig
