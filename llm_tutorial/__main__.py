@@ -12,12 +12,16 @@ Check a machine, and set up the data offline from files downloaded by hand::
 
     python -m llm_tutorial doctor
     python -m llm_tutorial data prepare ~/Downloads
+
+A mistake (a bad config, a missing file, a device this machine lacks, a run that diverged) ends
+as one line saying what to do, with exit code 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m llm_tutorial", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,sample,doctor,data}")
 
     train = commands.add_parser(
@@ -52,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "uninterrupted run")
     train.add_argument("--out", metavar="DIR",
                        help="where checkpoints go (default: the --resume directory, else runs/<config name>)")
+    train.add_argument("--device", default=None,
+                       help="cpu, cuda, cuda:N or mps (default: the config's device, else the best available); "
+                            "the same as --set device=...")
     train.add_argument("--print-config", action="store_true",
                        help="print the resolved config as YAML and exit without training")
 
@@ -88,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", metavar="DIR", default=None,
                          help="where to write the book's files (default: the download cache, "
                               "$LLM_TUTORIAL_CACHE or ~/.cache/llm_tutorial, where the package looks by itself)")
+    for command in (train, sample, doctor, prepare):  # --debug is accepted after the command too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the full traceback of an error")
     return parser
 
 
@@ -98,13 +109,15 @@ def run_train(args: argparse.Namespace) -> None:
     from .train.run_config import apply_overrides, load_run_config, run_config_from_dict
 
     if args.config is None and args.resume is None:
-        raise SystemExit("train: give --config FILE|PRESET, or --resume DIR to continue a run")
+        raise ValueError("give --config FILE|PRESET, or --resume DIR to continue a run")
+    if args.device is not None:
+        args.overrides = [*args.overrides, f"device={args.device}"]
     if args.config is not None:
         run = load_run_config(args.config, args.overrides)
         name = Path(args.config).stem
     else:
         if latest_checkpoint(args.resume) is None:
-            raise SystemExit(f"train: --resume {args.resume}: no complete checkpoint there")
+            raise FileNotFoundError(f"--resume {args.resume}: no complete checkpoint there")
         saved = load_checkpoint(args.resume).extra["metadata"]["run"]
         run = run_config_from_dict(apply_overrides(saved, args.overrides), source=f"the run in {args.resume}")
         name = None
@@ -128,9 +141,11 @@ def run_sample(args: argparse.Namespace) -> None:
     from .runtime import get_device
     from .train.checkpoint import load_checkpoint
     from .train.launch import tokenizer_from_state
+    from .train.run_config import check_device
 
     if args.max_new_tokens < 1 or args.num_samples < 1:
         raise ValueError("--max-new-tokens and --num-samples must be at least 1")
+    check_device(args.device, "--device")
     checkpoint = load_checkpoint(args.checkpoint)
     device = get_device(args.device)
     model = checkpoint.build_model(device)
@@ -197,13 +212,70 @@ def run_data(args: argparse.Namespace) -> None:
         print(f"tell the package where they are: export {DATA_ENV}={where.resolve()}")
 
 
+class CommandLineError(SystemExit):
+    """A mistake reported as one line on stderr; the process exits with code 2 (``str`` is the line)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a user's input can cause: bad values and files, missing data, a locked or
+    unwritable folder, a diverged run, an unreadable checkpoint, bad YAML."""
+    from .data.corpora import ChecksumError, DataUnavailableError
+    from .train.lock import RunLockedError
+    from .train.trainer import NonFiniteLossError
+
+    return (ValueError, TypeError, KeyError, OSError, yaml.YAMLError, NonFiniteLossError, DataUnavailableError,
+            ChecksumError, RunLockedError)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (a KeyError's message without its quotes)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(str(text).split()) or type(error).__name__
+
+
+COMMANDS = {"train": run_train, "sample": run_sample, "doctor": run_doctor, "data": run_data}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` (default: the process's arguments) and run the command."""
+    """Parse ``argv`` (default: the process's arguments) and run the command.
+
+    Every error a user can cause ends as one line on stderr, ``<command>: error: ...``, and exit
+    code 2 (:class:`CommandLineError`); with ``--debug`` the exception propagates with its traceback.
+    An unexpected error (a bug) also ends as one line, asking for ``--debug`` and a report."""
     args = build_parser().parse_args(argv)
+    shown = warnings.showwarning
+    if not args.debug:
+        warnings.showwarning = _one_line_warning
     try:
-        {"train": run_train, "sample": run_sample, "doctor": run_doctor, "data": run_data}[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        raise SystemExit(f"{args.command}: error: {error}") from error
+        COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as error:
+        if args.debug:
+            raise
+        if isinstance(error, user_errors()):
+            message = f"{args.command}: error: {one_line(error)}"
+        else:
+            message = (f"{args.command}: unexpected {type(error).__name__}: {one_line(error)} (run again with "
+                       "--debug for the traceback, and please report it)")
+        print(message, file=sys.stderr)
+        raise CommandLineError(message) from None
+    finally:
+        warnings.showwarning = shown
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

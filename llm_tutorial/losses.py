@@ -62,6 +62,7 @@ def cross_entropy(
     ignore_index: int = IGNORE_INDEX,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Cross-entropy between the model's softmax and (smoothed) one-hot targets.
 
@@ -80,6 +81,19 @@ def cross_entropy(
     ``reduction="mean"`` averages over the scored positions (as ``F.cross_entropy`` does),
     ``"sum"`` adds them up, ``"none"`` returns the loss of each position (0 where ignored).
     Half-precision logits are promoted to float32 first: ``exp`` of a large logit overflows fp16.
+
+    ``check_range`` (default True) checks that every scored target lies in ``[0, V)``. That check
+    reads the targets' minimum and maximum back to the host, which makes a GPU wait; a training
+    loop whose targets were checked where the data enters (as ``python -m llm_tutorial train``
+    checks the whole corpus once) turns it off, as :mod:`llm_tutorial.train.objectives` does when
+    the model's ``check_token_range`` is off. Without the check an out-of-range id fails inside
+    the gather on a CPU (reported here, naming the opt-out) and on a GPU with a device-side assert.
+
+    Non-finite logits are not checked either (that too would be a host read per step); their
+    loss is defined: a target whose logit is ``-inf`` has probability 0 and loss ``+inf``
+    (``-log 0``); a position with a ``+inf`` logit has an undefined softmax (∞/∞) and loss
+    ``+inf``; a NaN logit gives NaN. Either way the trainer stops at its next log point, naming
+    the step (:class:`~llm_tutorial.train.NonFiniteLossError`).
     """
     check_min_rank(logits, "logits", 1, "(..., V)")
     check_floating(logits, "logits")
@@ -92,15 +106,26 @@ def cross_entropy(
     eps = check_probability(label_smoothing, "label_smoothing")
     check_choice(reduction, "reduction", REDUCTIONS)
     vocab_size = logits.shape[-1]
-    check_labels(targets, "targets", vocab_size, ignore_index)
+    if check_range:
+        check_labels(targets, "targets", vocab_size, ignore_index)
+    elif targets.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"targets must hold integer class ids (torch.long), got {str(targets.dtype).replace('torch.', '')}")
 
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    log_probs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)  # (..., V)
+    log_z = torch.logsumexp(logits, dim=-1, keepdim=True)  # (..., 1)
+    log_probs = logits - log_z  # (..., V)
     scored = targets != ignore_index  # (...)
     safe_targets = torch.where(scored, targets, torch.zeros_like(targets)).long()  # ignored → any valid id
-    nll = -log_probs.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)  # (...)  -log p_y
-    uniform_ce = -log_probs.mean(dim=-1)  # (...)  -(1/V) sum_c log p_c
-    per_position = (1.0 - eps) * nll + eps * uniform_ce
+    try:
+        nll = -log_probs.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)  # (...)  -log p_y
+    except (RuntimeError, IndexError) as error:  # only reachable with check_range=False
+        raise ValueError(f"targets hold an id outside [0, {vocab_size}) (the range check was off: check_range=False, "
+                         "or the model's check_token_range=False); turn it on to see which") from error
+    per_position = nll
+    if eps > 0:  # (1 - eps) * nll + 0 * uniform_ce would turn an infinite nll into NaN when eps = 0
+        uniform_ce = -log_probs.mean(dim=-1)  # (...)  -(1/V) sum_c log p_c
+        per_position = (1.0 - eps) * nll + eps * uniform_ce
+    per_position = torch.where(log_z.squeeze(-1) == float("inf"), float("inf"), per_position)  # a +inf logit
     return _reduce(per_position, scored, reduction)
 
 
@@ -110,6 +135,7 @@ def clm_loss(
     *,
     ignore_index: int = IGNORE_INDEX,
     label_smoothing: float = 0.0,
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Causal language modelling: predict every next token.
 
@@ -118,11 +144,13 @@ def clm_loss(
 
         L = -(1 / N) sum_{b, t} log p(x_{b, t+1} | x_{b, <=t})
 
-    averaged over the N target tokens that are not ``ignore_index`` (padding).
+    averaged over the N target tokens that are not ``ignore_index`` (padding). ``check_range``:
+    see :func:`cross_entropy`.
     """
     check_rank(logits, "logits", 3, "(B, T, V)")
     check_rank(targets, "targets", 2, "(B, T)")
-    return cross_entropy(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    return cross_entropy(logits, targets, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                         check_range=check_range)
 
 
 seq2seq_loss = clm_loss
@@ -266,16 +294,22 @@ def perplexity(mean_nll: float | torch.Tensor) -> float | torch.Tensor:
     The effective number of equally likely choices the model hesitates between: a model that
     spreads its probability uniformly over V tokens has mean NLL ``log V`` and perplexity V.
     Give it the mean NLL in nats (as :func:`cross_entropy` returns it, without label smoothing).
+    Beyond ``exp(709.78)`` a float overflows: the perplexity is then ``inf`` (as ``torch.exp``
+    gives), not an ``OverflowError``; a NaN is refused.
     """
     if isinstance(mean_nll, torch.Tensor):
         check_floating(mean_nll, "mean_nll")
-        if mean_nll.numel() and bool((mean_nll < 0).any()):
+        if mean_nll.numel() and bool(((mean_nll < 0) | mean_nll.isnan()).any()):
             raise ValueError(
-                f"mean_nll is a negative log-likelihood and cannot be negative, got min {float(mean_nll.min())}"
+                "mean_nll is a negative log-likelihood and cannot be negative or NaN, got "
+                f"min {float(mean_nll.min())}"
             )
         return torch.exp(mean_nll)
     if not isinstance(mean_nll, (int, float)) or isinstance(mean_nll, bool):
         raise TypeError(f"mean_nll must be a float or a torch.Tensor, got {type(mean_nll).__name__}")
     if mean_nll < 0 or math.isnan(mean_nll):
         raise ValueError(f"mean_nll is a negative log-likelihood and must be >= 0, got {mean_nll!r}")
-    return math.exp(mean_nll)
+    try:
+        return math.exp(mean_nll)
+    except OverflowError:
+        return math.inf

@@ -104,19 +104,10 @@ def test_rebuilds_a_package_model_from_its_config(tmp_path):
     assert torch.equal(rebuilt(idx), model(idx))
 
 
-def test_refuses_to_import_classes_outside_the_package(tmp_path):
-    model = FeedForwardLM(FeedForwardLMConfig(vocab_size=5))
-    path = write(tmp_path, 1, model, build_adamw(model, 1e-3, 0.1, (0.9, 0.99)))
-    checkpoint = load_checkpoint(path)
-    checkpoint.state["model"]["class"] = "os:system"
-    with pytest.raises(ValueError, match="only classes of the llm_tutorial package"):
-        checkpoint.build_model()
-
-
 def test_model_without_config_cannot_be_rebuilt(tmp_path):
     model = TiedLM()
     write(tmp_path, 1, model, build_adamw(model, 1e-3, 0.1, (0.9, 0.99)))
-    with pytest.raises(ValueError, match="has no dataclass config"):
+    with pytest.raises(ValueError, match=r"refusing to rebuild .*TiedLM.*call Checkpoint.load_weights\(model\)"):
         load_checkpoint(tmp_path).build_model()
 
 

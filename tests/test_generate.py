@@ -285,7 +285,7 @@ def test_bad_generation_arguments():
     cases = [
         (dict(max_new_tokens=10), ValueError, r"prompt of 20 tokens plus max_new_tokens=10 exceeds the model's "
                                               r"context length 29"),
-        (dict(temperature=-1.0), ValueError, "temperature must be a number ≥ 0"),
+        (dict(temperature=-1.0), ValueError, "temperature must be a finite number ≥ 0"),
         (dict(top_k=0), ValueError, "top_k must be a positive integer"),
         (dict(top_p=1.5), ValueError, "top_p must be a probability"),
         (dict(repetition_penalty=0), ValueError, "repetition_penalty must be a positive number"),

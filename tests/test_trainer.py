@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from llm_tutorial.data import get_batch
 from llm_tutorial.train import History, NonFiniteLossError, TrainConfig, Trainer, list_checkpoints, parameter_groups
@@ -217,17 +218,60 @@ def test_evaluation_scores_fixed_batches_and_leaves_training_randomness_alone():
     assert len(history.val_loss) == 5 and history.val_loss[-1] < history.val_loss[0]
 
 
+class HostReads(TorchDispatchMode):
+    """Records every operator that makes the host wait for the device: a scalar read (``item``,
+    ``int()``, ``float()``, ``bool()`` all become ``_local_scalar_dense``) and the data-dependent
+    shapes of boolean indexing (``nonzero``, ``masked_select``)."""
+
+    SYNCING = {"_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "equal", "allclose"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        boolean_index = name == "index" and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] if len(args) > 1 else []))
+        if name in self.SYNCING or boolean_index:
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def gpt_trainer(check_token_range: bool) -> Trainer:
+    """The package's own GPT and the package's own causal_lm_loss, as ``python -m llm_tutorial train`` runs them."""
+    from llm_tutorial.models import GPT, GPTConfig
+    from llm_tutorial.train.objectives import causal_lm_loss
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("gpt2", vocab_size=VOCAB, n_layer=1, n_head=2, d_model=16, context_length=CONTEXT))
+    model.check_token_range = check_token_range
+    return Trainer(model, causal_lm_loss, text_batches, config(max_steps=20, log_interval=10, warmup_steps=2))
+
+
 def test_the_step_makes_no_host_sync_between_log_points(monkeypatch):
-    """Losses stay on the device; they are read (one .tolist()) only at log points."""
+    """20 steps of GPT + causal_lm_loss: the losses are read once per log point (one .tolist()),
+    and nothing else is read back from the device: no item/int/float/bool, no boolean index."""
     reads = []
-    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
         original = getattr(torch.Tensor, name)
         monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
-    trainer = Trainer(TinyLM(), next_token_loss, text_batches, config(max_steps=20, log_interval=10, warmup_steps=2))
-    trainer.fit()
+    trainer = gpt_trainer(check_token_range=False)
+    with HostReads() as operators:
+        trainer.fit()
     monkeypatch.undo()
     assert reads == ["tolist", "tolist"], reads
+    assert operators.ops == [], operators.ops
     assert trainer.history.log_step == [9, 19]
+
+
+def test_the_host_read_detector_sees_the_range_checks_it_guards_against():
+    """The same run with the range checks on reads min/max of ids and labels every step (4 scalar
+    reads and one boolean index per step): the detector of the test above can fail."""
+    trainer = gpt_trainer(check_token_range=True)
+    with HostReads() as operators:
+        trainer.fit()
+    assert operators.ops.count("_local_scalar_dense") == 80 and operators.ops.count("index") == 20
 
 
 def test_history_records_schedule_speed_and_round_trips(tmp_path):

@@ -39,6 +39,9 @@ def get_batch(
     ``x[b] = data[i_b : i_b + T]`` and ``y[b] = data[i_b + 1 : i_b + T + 1]``.
     """
     check_rank(data, "data", 1, "(N,)")
+    if data.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"data must hold integer token ids (torch.long), got {str(data.dtype).replace('torch.', '')}; "
+                        "a float tensor would be indexed as ids and break the embedding (use encode_corpus)")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(context_length, "context_length")
     if len(data) < context_length + 1:

@@ -19,6 +19,7 @@ names the limit; crop the prompt to keep within it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -184,17 +185,21 @@ def _prepare(
     if isinstance(prompt_ids, list):
         if not prompt_ids:
             raise ValueError("prompt_ids is empty; give at least one token (e.g. the id of a newline)")
+        bad = next((i for i in prompt_ids if not isinstance(i, int) or isinstance(i, bool)), None)
+        if bad is not None:  # torch.tensor([1.5], dtype=torch.long) would silently make it 1
+            raise TypeError(f"prompt_ids must be a list of int token ids, got {bad!r} ({type(bad).__name__}); "
+                            "encode text with the tokenizer first")
         prompt_ids = torch.tensor(prompt_ids, dtype=torch.long, device=device)
     prompt = prompt_ids
     if not isinstance(prompt, torch.Tensor) or prompt.ndim not in (1, 2):
         shape = tuple(prompt.shape) if isinstance(prompt, torch.Tensor) else type(prompt).__name__
         raise ValueError(f"prompt_ids must be a list of ints, a (T,) tensor or a (B, T) batch of equal-length "
                          f"prompts, got {shape}")
+    if prompt.numel() == 0:
+        raise ValueError(f"prompt_ids must hold at least one token per sequence, got shape {tuple(prompt.shape)}")
     check_token_ids(prompt, "prompt_ids", vocab_size)
     single = prompt.ndim == 1
     prompt = prompt.to(device=device, dtype=torch.long).reshape(-1, prompt.shape[-1])  # (B, T)
-    if prompt.numel() == 0:
-        raise ValueError(f"prompt_ids must hold at least one token per sequence, got shape {tuple(prompt.shape)}")
     check_positive_int(max_new_tokens, "max_new_tokens")
     if prompt.size(1) + max_new_tokens > context_length:
         raise ValueError(
@@ -202,8 +207,9 @@ def _prepare(
             f"length {context_length}; keep prompt + new tokens ≤ {context_length} (crop the prompt to its last "
             f"{max(context_length - max_new_tokens, 1)} tokens, or ask for fewer new tokens)"
         )
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-        raise ValueError(f"temperature must be a number ≥ 0 (0 = greedy), got {temperature!r}")
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number ≥ 0 (0 = greedy), got {temperature!r}; a huge "
+                         "temperature samples uniformly: for that, use a large finite value")
     stops = _stop_tensor(stop_tokens, vocab_size, device)
     if pad_id is not None:
         if stops is None:

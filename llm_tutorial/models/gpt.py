@@ -165,7 +165,9 @@ class GPT(nn.Module):
 
     ``check_token_range`` (default True) checks that every id is below ``vocab_size``. That check
     reads the tensor's min and max back to the host, a synchronisation that stalls a GPU; a
-    training loop whose data is known to be in range can set it to False.
+    training loop whose data is known to be in range can set it to False (the package's causal
+    and seq2seq losses then skip their label check too). With the check off, an out-of-range id
+    is a ``ValueError`` naming this switch on a CPU, and a device-side assert on a GPU.
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -218,7 +220,11 @@ class GPT(nn.Module):
         embeddings, the output of each block, the last one normalised (Hugging Face's layout)."""
         offset = self._check_input(idx, cache)  # the position of idx's first token
         T = idx.size(1)
-        x = self.token_embedding(idx)  # (B, T, d_model)
+        try:
+            x = self.token_embedding(idx)  # (B, T, d_model)
+        except IndexError as error:  # only reachable with check_token_range=False (on a GPU: a device assert)
+            raise ValueError(f"idx holds a token id outside [0, {self.config.vocab_size}); check_token_range is False, "
+                             "so it was not checked: set model.check_token_range = True to see which") from error
         if self.position is not None:
             x = x + self.position(T, offset)  # (T, d_model) broadcast over the batch
         x = self.drop(x)

@@ -60,12 +60,31 @@ def write_json(path: str | os.PathLike, content: dict) -> Path:
     return path
 
 
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of ``path``; a missing or binary file is an error naming it and ``what`` it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start} cannot be decoded); is it really {what}?") \
+            from error
+
+
+def parse_json_file(path: str | os.PathLike, what: str) -> object:
+    """The JSON content of ``path``; a syntax error names the file, the line and ``what`` was expected."""
+    try:
+        return json.loads(read_text_file(path, what))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+                         f"is it really {what}?") from error
+
+
 def read_json(path: str | os.PathLike, file_format: str, version: int) -> dict:
     """Read a file written by :func:`write_json` and check its ``format`` and ``version`` fields."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no tokenizer file at {path}")
-    content = json.loads(path.read_text(encoding="utf-8"))
+    content = parse_json_file(path, "tokenizer file")
     if not isinstance(content, dict) or content.get("format") != file_format:
         found = content.get("format") if isinstance(content, dict) else type(content).__name__
         raise ValueError(f"{path} is not a {file_format} file (its format field is {found!r})")

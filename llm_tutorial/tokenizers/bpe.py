@@ -39,14 +39,21 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence, Set
 from pathlib import Path
 from typing import Literal
 
 from .._checks import check_choice, check_int
-from ._common import as_token_ids, check_special_tokens, check_text, read_json, write_json
+from ._common import (
+    as_token_ids,
+    check_special_tokens,
+    check_text,
+    parse_json_file,
+    read_json,
+    read_text_file,
+    write_json,
+)
 from .bpe_training import count_pretokens, learn_merges, merge_pair
 from .byte_alphabet import bytes_to_chars, chars_to_bytes
 from .pretokenize import GPT2_SPLIT_PATTERN, compile_pattern, pretokenize_bytes, split_special_tokens
@@ -150,12 +157,16 @@ class ByteLevelBPE:
         ``merges.txt`` (a.k.a. ``vocab.bpe``). Tokens in both files are written in GPT-2's byte
         alphabet (:mod:`llm_tutorial.tokenizers.byte_alphabet`); vocabulary entries after the
         merges (``<|endoftext|>`` = 50256) become special tokens. The ids equal tiktoken's ``gpt2``."""
-        vocab = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
-        if not isinstance(vocab, dict):
-            raise ValueError(f"{vocab_json} must hold a JSON object mapping each token to its id")
-        merge_lines = Path(merges_txt).read_text(encoding="utf-8").splitlines()
-        merges = [_parse_merge_line(line, number) for number, line in enumerate(merge_lines, 1)
-                  if line and not line.startswith("#version")]
+        swapped = " (vocab.json comes first, merges.txt second: were they swapped?)"
+        vocab = parse_json_file(vocab_json, f"GPT-2's vocab.json{swapped}")
+        if not isinstance(vocab, dict) or not all(isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()):
+            raise ValueError(f"{vocab_json} must hold a JSON object mapping each token to its integer id")
+        merge_lines = read_text_file(merges_txt, f"GPT-2's merges.txt{swapped}").splitlines()
+        try:
+            merges = [_parse_merge_line(line, number) for number, line in enumerate(merge_lines, 1)
+                      if line and not line.startswith("#version")]
+        except ValueError as error:
+            raise ValueError(f"{merges_txt}: {error}; is it GPT-2's merges.txt{swapped}") from error
         tokens_by_id = sorted(vocab, key=vocab.get)
         byte_order = [chars_to_bytes(token)[0] for token in tokens_by_id[:_NUM_BYTES]]
         specials = tokens_by_id[_NUM_BYTES + len(merges):]

@@ -14,7 +14,14 @@ stays the newest complete one. Older checkpoints beyond ``keep`` are deleted onl
 is in place.
 
 Loading reads safetensors and JSON only; neither format can run code, unlike ``torch.load`` of a
-pickle.
+pickle. A checkpoint names its model's class, and :meth:`Checkpoint.build_model` rebuilds only the
+classes of :data:`MODEL_CLASSES`, an explicit list: importing whatever name a file holds would be
+as unsafe as unpickling it (``os:system`` is a name too).
+
+A checkpoint is never written with a non-finite weight or optimizer moment (:class:`NonFiniteStateError`),
+so "the newest checkpoint" is always one worth resuming from. Resuming from a run directory takes
+the newest checkpoint that verifies (manifest, sizes, SHA-256, readable files) and names each newer
+one it skipped and why.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
@@ -41,6 +51,34 @@ from .rng import RandomState
 FORMAT = "llm_tutorial.checkpoint/1"
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+MODEL_CLASSES = {
+    "llm_tutorial.models.gpt:GPT": ("llm_tutorial.models.gpt", "GPT", "GPTConfig"),
+    "llm_tutorial.models.transformer:Transformer": ("llm_tutorial.models.transformer", "Transformer",
+                                                    "TransformerConfig"),
+    "llm_tutorial.models.bert:Bert": ("llm_tutorial.models.bert", "Bert", "BertConfig"),
+    "llm_tutorial.models.qa:BertForSpanQA": ("llm_tutorial.models.qa", "BertForSpanQA", "BertConfig"),
+    "llm_tutorial.models.electra:Electra": ("llm_tutorial.models.electra", "Electra", "ElectraConfig"),
+    "llm_tutorial.models.neural_lm:FeedForwardLM": ("llm_tutorial.models.neural_lm", "FeedForwardLM",
+                                                    "FeedForwardLMConfig"),
+}
+"""The only models a checkpoint may ask :meth:`Checkpoint.build_model` to rebuild: the name a
+checkpoint stores, and the module, model class and config class it stands for. Nothing outside
+this table is ever imported or called because a file named it."""
+
+
+class NonFiniteStateError(ValueError):
+    """A weight or optimizer moment is NaN or infinite: such a state is never written."""
+
+    def __init__(self, names: list[str]) -> None:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        super().__init__(f"refusing to write a checkpoint: {len(names)} tensor(s) hold NaN or infinite values "
+                         f"({shown})")
+        self.names = names
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint's files do not match its manifest, or cannot be read."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -86,13 +124,17 @@ def save_checkpoint(
         raise ValueError(f"step must be a non-negative integer, got {step!r}")
     if not isinstance(keep, int) or keep < 1:
         raise ValueError(f"keep must be a positive integer (the last good checkpoint is always kept), got {keep!r}")
+    optimizer_tensors, optimizer_json = _split_optimizer_state(optimizer.state_dict())
+    weights = unwrap(model).state_dict()
+    bad = non_finite_tensors({**weights, **{f"optimizer.{k}": v for k, v in optimizer_tensors.items()}})
+    if bad:
+        raise NonFiniteStateError(bad)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=directory))
     try:
         save_model(unwrap(model), str(staging / "model.safetensors"))
-        optimizer_tensors, optimizer_json = _split_optimizer_state(optimizer.state_dict())
         save_file(optimizer_tensors, str(staging / "optimizer.safetensors"))
         save_file(random_state.tensors, str(staging / "rng.safetensors"))
         state = {
@@ -133,7 +175,8 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(path: str | Path) -> Path | None:
-    """``path`` itself if it is a checkpoint, else the newest complete checkpoint inside it."""
+    """``path`` itself if it is a checkpoint, else the newest complete checkpoint inside it
+    (complete: it has a manifest; :func:`load_checkpoint` also verifies it)."""
     path = Path(path)
     if (path / MANIFEST).is_file():
         return path
@@ -141,12 +184,20 @@ def latest_checkpoint(path: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+class CheckpointSkippedWarning(UserWarning):
+    """A newer checkpoint failed verification, so an older one was loaded."""
+
+
 @dataclass
 class Checkpoint:
-    """A checkpoint on disk, verified against its manifest, with its JSON state parsed."""
+    """A checkpoint on disk, verified against its manifest, with its JSON state parsed.
+
+    ``skipped`` lists the newer checkpoints of the run directory that failed verification, each
+    with the reason, when this one was chosen in their place."""
 
     path: Path
     state: dict[str, Any]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def step(self) -> int:
@@ -170,6 +221,9 @@ class Checkpoint:
         device = next(target.parameters()).device
         try:
             load_model(target, str(self.path / "model.safetensors"), strict=True, device=str(device))
+        except SafetensorError as error:
+            raise DamagedCheckpointError(f"checkpoint {self.path} is damaged: model.safetensors cannot be read "
+                                         f"({error})") from error
         except RuntimeError as error:
             raise ValueError(
                 f"the weights in {self.path} do not fit this model ({type(target).__name__}); "
@@ -178,50 +232,150 @@ class Checkpoint:
 
     def optimizer_state(self) -> dict[str, Any]:
         """The optimizer's ``state_dict``, ready for ``optimizer.load_state_dict``."""
-        tensors = load_file(str(self.path / "optimizer.safetensors"))
-        return _join_optimizer_state(tensors, self.state["optimizer"])
+        tensors = self._tensors("optimizer.safetensors")
+        try:
+            return _join_optimizer_state(tensors, self.state["optimizer"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise DamagedCheckpointError(f"checkpoint {self.path} is damaged: its optimizer state is malformed "
+                                         f"({type(error).__name__}: {error})") from error
 
     def random_state(self) -> RandomState:
         """The saved states of all random generators."""
-        return RandomState(tensors=load_file(str(self.path / "rng.safetensors")), numbers=self.state["rng"])
+        return RandomState(tensors=self._tensors("rng.safetensors"), numbers=self.state["rng"])
+
+    def _tensors(self, file: str) -> dict[str, torch.Tensor]:
+        try:
+            return load_file(str(self.path / file))
+        except SafetensorError as error:
+            raise DamagedCheckpointError(f"checkpoint {self.path} is damaged: {file} cannot be read ({error})") from error
 
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """Rebuild the model from its saved class and config, load the weights, put it on ``device``.
 
-        Only classes inside ``llm_tutorial`` are rebuilt: a checkpoint names a class, and importing
-        arbitrary names from a file would be as unsafe as unpickling it."""
+        Only the classes of :data:`MODEL_CLASSES` are rebuilt: a checkpoint names a class, and
+        importing whatever name a file holds would be as unsafe as unpickling it."""
         described = self.state["model"]
-        if described["config"] is None:
+        name = described.get("class")
+        if name not in MODEL_CLASSES:
             raise ValueError(
-                f"the model in {self.path} ({described['class']}) has no dataclass config, so it cannot be "
+                f"refusing to rebuild {name!r} named by {self.path / 'state.json'}: a checkpoint may only name one "
+                f"of the package's models ({', '.join(sorted(MODEL_CLASSES))}). Build the model yourself and call "
+                "Checkpoint.load_weights(model)"
+            )
+        if described.get("config") is None:
+            raise ValueError(
+                f"the model in {self.path} ({name}) has no dataclass config, so it cannot be "
                 "rebuilt from the checkpoint; build it yourself and call Checkpoint.load_weights(model)"
             )
-        model_class = _import_package_class(described["class"])
-        config_class = _import_package_class(described["config_class"])
-        model = model_class(config_class(**described["config"])).to(device)
+        module_name, model_name, config_name = MODEL_CLASSES[name]
+        if described.get("config_class") != f"{module_name}:{config_name}":
+            raise ValueError(f"refusing to rebuild {name} with config class {described.get('config_class')!r} "
+                             f"(from {self.path / 'state.json'}): its config is {module_name}:{config_name}")
+        if not isinstance(described["config"], dict):
+            raise ValueError(f"the model config in {self.path / 'state.json'} must be a mapping of fields, "
+                             f"got {type(described['config']).__name__}")
+        module = importlib.import_module(module_name)
+        try:
+            config = getattr(module, config_name)(**described["config"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"the model config in {self.path / 'state.json'} is not a valid {config_name}: "
+                             f"{error}") from error
+        model = getattr(module, model_name)(config).to(device)
         self.load_weights(model)
         return model
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """The checkpoint at ``path``, or the newest complete one in the run directory ``path``.
+    """The checkpoint at ``path``, or the newest one that verifies in the run directory ``path``.
 
-    Every file is checked against the manifest (size and SHA-256) before anything is used, so a
-    damaged checkpoint fails here, naming the file, rather than resuming from garbage."""
-    found = latest_checkpoint(path)
-    if found is None:
+    Every file is checked against the manifest (size and SHA-256), the JSON parsed and the
+    safetensors headers read before anything is used, so a damaged checkpoint fails here, naming
+    the file, rather than resuming from garbage. In a run directory a damaged newest checkpoint
+    is skipped, with a :class:`CheckpointSkippedWarning` saying why, for the newest good one."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return _verified(path)
+    found = list_checkpoints(path)
+    if not found:
         raise FileNotFoundError(
             f"no complete checkpoint in {path} (a checkpoint is a step_XXXXXXXX directory with a {MANIFEST})"
         )
-    manifest = json.loads((found / MANIFEST).read_text())
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{found} has checkpoint format {manifest.get('format')!r}; this version reads {FORMAT!r}")
-    for file, record in manifest["files"].items():
-        if not (found / file).is_file():
-            raise ValueError(f"checkpoint {found} is damaged: {file} is missing")
-        if _file_record(found / file) != record:
-            raise ValueError(f"checkpoint {found} is damaged: {file} does not match its size/SHA-256 in {MANIFEST}")
-    return Checkpoint(path=found, state=json.loads((found / "state.json").read_text()))
+    skipped: list[tuple[Path, str]] = []
+    for candidate in reversed(found):
+        try:
+            checkpoint = _verified(candidate)
+        except DamagedCheckpointError as error:
+            skipped.append((candidate, str(error)))
+            continue
+        for bad, why in skipped:
+            warnings.warn(f"skipped {bad.name}: {why}; using {candidate.name}", CheckpointSkippedWarning, stacklevel=2)
+        checkpoint.skipped = skipped
+        return checkpoint
+    reasons = "; ".join(f"{bad.name}: {why}" for bad, why in skipped)
+    raise DamagedCheckpointError(f"no checkpoint in {path} verifies ({reasons})")
+
+
+_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
+_STATE_KEYS = ("format", "step", "model", "optimizer", "rng", "train_config", "history", "extra")
+
+
+def _verified(directory: Path) -> Checkpoint:
+    """The checkpoint in ``directory`` after every check; :class:`DamagedCheckpointError` if one fails."""
+    def damaged(why: str) -> DamagedCheckpointError:
+        return DamagedCheckpointError(f"checkpoint {directory} is damaged: {why}")
+
+    manifest = _read_json(directory / MANIFEST, damaged)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise damaged(f"{directory / MANIFEST} has format {found!r}; this version reads {FORMAT!r}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or sorted(files) != sorted(_FILES):
+        raise damaged(f"{directory / MANIFEST} must list exactly the files {', '.join(_FILES)}")
+    for file, record in files.items():
+        if not (directory / file).is_file():
+            raise damaged(f"{file} is missing")
+        if _file_record(directory / file) != record:
+            raise damaged(f"{file} does not match its size/SHA-256 in {MANIFEST}")
+    state = _read_json(directory / "state.json", damaged)
+    if not isinstance(state, dict) or any(key not in state for key in _STATE_KEYS):
+        raise damaged(f"{directory / 'state.json'} must be a mapping with the keys {', '.join(_STATE_KEYS)}")
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or step != manifest.get("step"):
+        raise damaged(f"{directory / 'state.json'} holds step {step!r}, its manifest {manifest.get('step')!r}")
+    described = state["model"]
+    if not isinstance(described, dict) or any(key not in described for key in ("class", "config_class", "config")):
+        raise damaged(f"{directory / 'state.json'}: 'model' must name its class, config_class and config")
+    try:
+        History.from_dict(state["history"])
+    except (TypeError, ValueError) as error:
+        raise damaged(f"{directory / 'state.json'}: the history is malformed ({error})") from error
+    for file in _FILES[:3]:
+        try:
+            with safe_open(str(directory / file), "pt") as opened:
+                opened.keys()
+        except SafetensorError as error:
+            raise damaged(f"{file} cannot be read ({error})") from error
+    return Checkpoint(path=directory, state=state)
+
+
+def _read_json(path: Path, damaged: Callable[[str], Exception]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise damaged(f"{path} is not valid JSON ({error})") from error
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors holding a NaN or an infinity (one host read per device)."""
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and tensor.numel():
+            by_device.setdefault(tensor.device, []).append((name, tensor))
+    bad = []
+    for named in by_device.values():
+        finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in named]).tolist()
+        bad += [name for (name, _), ok in zip(named, finite) if not ok]
+    return bad
 
 
 def _split_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -250,16 +404,6 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], saved: dict[str, Any
 
 def _qualified_name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _import_package_class(qualified: str) -> type:
-    module_name, _, class_name = qualified.partition(":")
-    if not (module_name == "llm_tutorial" or module_name.startswith("llm_tutorial.")):
-        raise ValueError(f"refusing to rebuild {qualified!r}: only classes of the llm_tutorial package are rebuilt")
-    found = importlib.import_module(module_name)
-    for part in class_name.split("."):
-        found = getattr(found, part)
-    return found
 
 
 def _file_record(path: Path) -> dict[str, Any]:

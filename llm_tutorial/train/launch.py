@@ -9,18 +9,20 @@ group when there is one, and the trainer shares every batch among the processes.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data import CORPORA, get_batch, load_text, train_val_split
+from ..data import CORPORA, encode_corpus, get_batch, load_text, train_val_split
 from ..runtime import seed_everything
+from . import lock
 from .checkpoint import latest_checkpoint
 from .distributed import end_process_group, start_process_group
 from .history import History
 from .objectives import causal_lm_loss
-from .run_config import RunConfig
+from .run_config import RunConfig, check_device
 from .trainer import Trainer
 
 
@@ -30,7 +32,11 @@ def read_corpus(corpus: str) -> str:
         return load_text(corpus)
     path = Path(corpus)
     if path.is_file():
-        return path.read_text(encoding="utf-8")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"data.corpus {path} is not UTF-8 text (byte {error.start} cannot be decoded): is it a "
+                             "binary file? Give a plain-text file") from error
     raise ValueError(f"data.corpus {corpus!r} is neither a named corpus ({', '.join(CORPORA)}) nor a text file")
 
 
@@ -100,7 +106,7 @@ def prepare_run(run: RunConfig) -> PreparedRun:
 
     text = read_corpus(run.data.corpus)
     tokenizer = build_tokenizer(run.data.tokenizer, text)
-    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    ids = encode_corpus(tokenizer.encode(text), tokenizer.vocab_size)  # the data boundary: ids checked once
     train_ids, val_ids = train_val_split(ids, run.data.val_fraction)
     fields = {k: v for k, v in run.model.items() if k != "preset"}
     model_config = GPTConfig.preset(run.model["preset"], vocab_size=tokenizer.vocab_size, **fields)
@@ -116,24 +122,34 @@ def prepare_run(run: RunConfig) -> PreparedRun:
 def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | None = None) -> History:
     """Train the run's GPT, writing checkpoints to ``out_dir``; continue from ``resume`` if given.
 
-    Every check (context longer than the model's, a batch larger than the data, a directory
-    holding another run) fails before the first training step. Returns the history."""
+    Every check (a device this machine lacks, an ``out_dir`` that cannot be written, a folder
+    another live run holds, a context longer than the model's, a batch larger than the data, a
+    directory holding another run) fails before the first training step. Returns the history."""
     from ..models.gpt import GPT
 
     if resume is not None and latest_checkpoint(resume) is None:
         raise FileNotFoundError(f"--resume {resume}: no complete checkpoint there")
+    check_device(run.device)
+    lock.check_writable(out_dir, "--out")
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    held = None
+    if Path(out_dir).is_dir() and main_process:
+        held = lock.acquire(out_dir)  # an existing folder: refuse at once if another run holds it
     process = start_process_group(run.device)
     try:
         prepared = prepare_run(run)
+        if held is None and main_process:
+            held = lock.acquire(out_dir)  # a new folder: made only now that the run is known to be possible
         seed_everything(run.train.seed)
         model = GPT(prepared.model_config).to(process.device)
-        model.check_token_range = False  # ids come from the tokenizer: in range by construction
+        model.check_token_range = False  # ids checked once in prepare_run: no step reads back from the device
         train_config = dataclasses.replace(run.train, checkpoint_dir=str(out_dir))
         trainer = Trainer(
             model, causal_lm_loss, prepared.batches("train"), train_config,
             val_batches=prepared.batches("validation"),
             metadata={"run": run.to_dict(), "tokenizer": tokenizer_state(prepared.tokenizer)},
         )
+        trainer.adopt_lock(held)
         if resume is not None:
             trainer.resume(resume)
         if process.is_main:
@@ -144,6 +160,8 @@ def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | 
             print(summary(history), flush=True)
         return history
     finally:
+        if held is not None:
+            lock.release(held)
         end_process_group()
 
 

@@ -19,6 +19,11 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
   and ``start_positions``/``end_positions`` (B,); the model returns ``start_logits`` and
   ``end_logits`` (:class:`~llm_tutorial.models.qa.BertForSpanQA`), scored by
   :func:`~llm_tutorial.models.qa.span_loss`.
+
+The causal and seq2seq losses check the targets' range only when the model checks its input ids
+(``model.check_token_range``, default True). A run whose data was checked where it entered turns
+that flag off, and then no step reads anything back from the device (see
+:func:`llm_tutorial.losses.cross_entropy`).
 """
 
 from __future__ import annotations
@@ -31,18 +36,19 @@ from torch import nn
 from ..losses import clm_loss, mlm_loss, nsp_loss, seq2seq_loss
 from ..models.qa import span_loss
 from .batch import encoder_outputs
+from .checkpoint import unwrap
 
 
 def causal_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     """Next-token cross-entropy of a decoder-only model: ``clm_loss(model(x), y)``."""
     x, y = _unpack(batch, 2, "(x, y)")
-    return clm_loss(model(x), y)  # logits (B, T, V)
+    return clm_loss(model(x), y, check_range=_checks_range(model))  # logits (B, T, V)
 
 
 def seq2seq_lm_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     """Target-side cross-entropy of an encoder–decoder under teacher forcing."""
     src, tgt_in, tgt_out, *src_mask = _unpack(batch, (3, 4), "(src, tgt_in, tgt_out[, src_mask])")
-    return seq2seq_loss(model(src, tgt_in, *src_mask), tgt_out)  # logits (B, T, V)
+    return seq2seq_loss(model(src, tgt_in, *src_mask), tgt_out, check_range=_checks_range(model))  # (B, T, V)
 
 
 def masked_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -71,6 +77,11 @@ def span_qa_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.T
     """Extractive QA: ``span_loss(out.start_logits, out.end_logits, start_positions, end_positions)``."""
     out = encoder_outputs(model, batch, "start_positions", "end_positions")
     return span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"])
+
+
+def _checks_range(model: nn.Module) -> bool:
+    """The model's own ``check_token_range`` switch (inside DDP / ``torch.compile`` wrappers), else True."""
+    return bool(getattr(unwrap(model), "check_token_range", True))
 
 
 def _unpack(batch: object, sizes: int | tuple[int, ...], layout: str) -> tuple[torch.Tensor, ...]:

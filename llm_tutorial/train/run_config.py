@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .._checks import check_choice, check_probability
@@ -35,6 +36,7 @@ from ..models.gpt import GPT_PRESETS, GPTConfig
 from .trainer_config import TrainConfig
 
 TOKENIZERS = ("char", "gpt2")
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 SECTIONS = ("model", "data", "train", "device")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -100,8 +102,7 @@ def run_config_from_dict(values: dict[str, Any], source: str = "config") -> RunC
     data = _build(DataConfig, values.get("data") or {}, f"{source}: data")
     train = _build(TrainConfig, values.get("train") or {}, f"{source}: train")
     device = values.get("device")
-    if device is not None and not isinstance(device, str):
-        raise ValueError(f"{source}: device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    check_device(device, f"{source}: device", available=False)
     return RunConfig(model=model, data=data, train=train, device=device)
 
 
@@ -113,7 +114,7 @@ def load_run_config(config: str | Path, overrides: list[str] | tuple[str, ...] =
     name = str(config)
     path = PRESETS.get(name, Path(name))
     if path.is_file():
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        values = _parse_yaml(path.read_bytes(), str(path)) or {}
     else:
         raise ValueError(f"--config {name!r} is neither a YAML file nor a preset; presets: {', '.join(PRESETS)}")
     if not isinstance(values, dict):
@@ -128,7 +129,7 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
         key, sep, text = override.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects key=value (e.g. train.lr=3e-4), got {override!r}")
-        parsed = yaml.safe_load(text) if text else None
+        parsed = _parse_yaml(text.encode(), f"--set {override!r}") if text else None
         section, dot, field_name = key.partition(".")
         if not dot:
             if key != "device":
@@ -143,6 +144,48 @@ def apply_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
             values[section] = {}
         values[section][field_name] = parsed
     return values
+
+
+def check_device(device: object, where: str = "device", *, available: bool = True) -> None:
+    """``device`` must be ``None`` (the best available) or name a device this package runs on:
+    ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. With ``available`` it must also exist on this machine,
+    so that a run asking for a GPU it does not have fails before any work, not deep in torch."""
+    if device is None:
+        return
+    hint = "use cpu, cuda, cuda:N or mps, or leave it unset for the best available"
+    if not isinstance(device, str):
+        raise ValueError(f"{where} must be a string such as 'cpu' or 'cuda', got {device!r}; {hint}")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{where} {device!r} is not a device; {hint}") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ValueError(f"{where} {device!r}: this package runs on {', '.join(DEVICE_TYPES)}; {hint}")
+    if not available:
+        return
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"{where} {device!r} asks for a CUDA GPU, but {build} on this machine; use cpu, or "
+                             "leave the device unset")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"{where} {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    if parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{where} {device!r} asks for Apple's MPS, which this machine lacks; use cpu")
+
+
+def _parse_yaml(content: bytes, source: str) -> Any:
+    """YAML text → Python values; a syntax error or a binary file names the source and line."""
+    try:
+        return yaml.safe_load(content.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source} is not UTF-8 text (byte {error.start}); is it a YAML file?") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{source} is not valid YAML{where}: {problem}") from error
 
 
 def _model_section(values: dict[str, Any], source: str) -> dict[str, Any]:

@@ -20,7 +20,14 @@ One optimizer step (repeated ``max_steps`` times):
 Speed: the loop never waits for the device inside a step. Losses stay on the device and are
 copied to the host once per ``log_interval`` steps (each copy forces the CPU to wait for the GPU);
 that is also when a non-finite loss is detected, and it always happens before a checkpoint is
-written, so a poisoned model is never saved.
+written. A loss can stay finite while the update it drove makes the weights NaN (a huge learning
+rate), so every checkpoint also checks that all weights and optimizer moments are finite (one host
+read, at checkpoint time only): a poisoned model is never saved, and the error names the newest
+checkpoint that really is good.
+
+One run per folder: while :meth:`Trainer.fit` runs (and from :meth:`Trainer.resume` on), the
+trainer holds the exclusive lock of ``checkpoint_dir`` (:mod:`.lock`); a second run into the same
+folder refuses at once, naming the holder. The folder is checked to be writable before step 1.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import lock
 from .batch import Batch, leading_tensor, map_tensors
-from .checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import (Checkpoint, NonFiniteStateError, list_checkpoints, load_checkpoint, non_finite_tensors,
+                         save_checkpoint)
 from .trainer_config import TrainConfig
 from .distributed import all_reduce_mean, barrier, current_process, shard
 from .history import History
@@ -125,6 +134,22 @@ class Trainer:
         self._fitting_since: float | None = None
         self._interval_start = time.perf_counter()
         self._interval_tokens = 0
+        self._lock: Path | None = None
+
+    def _hold_lock(self) -> None:
+        """Take the lock of ``checkpoint_dir`` (rank 0 only), checking first that it is writable."""
+        if self.config.checkpoint_dir is not None and self._lock is None and self.process.is_main:
+            self._lock = lock.acquire(self.config.checkpoint_dir)
+
+    def adopt_lock(self, key: Path | None) -> None:
+        """Take over a lock of ``checkpoint_dir`` already acquired (by the command line, before it read
+        the data): the trainer releases it when :meth:`fit` ends."""
+        self._lock = key
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            lock.release(self._lock)
+            self._lock = None
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.process.world_size > 1:
@@ -147,7 +172,12 @@ class Trainer:
         until = config.max_steps if until is None else until
         if not isinstance(until, int) or not self.step <= until <= config.max_steps:
             raise ValueError(f"until must be an integer step in [{self.step}, max_steps={config.max_steps}], got {until!r}")
-        self._refuse_to_mix_runs()
+        self._hold_lock()
+        try:
+            self._refuse_to_mix_runs()
+        except BaseException:
+            self._release_lock()
+            raise
         self._fitting_since = self._interval_start = time.perf_counter()
         if self.val_batches is not None and self.step == 0 and not self.history.eval_step:
             self.evaluate()
@@ -173,6 +203,7 @@ class Trainer:
             bar.close()
             self._wall_time_before = self.wall_time()
             self._fitting_since = None
+            self._release_lock()
         return self.history
 
     def _train_step(self) -> None:
@@ -245,12 +276,21 @@ class Trainer:
             bar.set_postfix(self._postfix(), refresh=False)
 
     def _non_finite(self, step: int, lr: float, value: float) -> NonFiniteLossError:
-        saved = list_checkpoints(self.config.checkpoint_dir) if self.config.checkpoint_dir else []
-        kept = (f"The last good checkpoint, {saved[-1]}, is kept: resume from it with a lower lr, a longer "
-                "warm-up or grad_clip > 0." if saved else
-                "No checkpoint had been written (set checkpoint_dir to keep one).")
         return NonFiniteLossError(step, value, f"training loss became {value} at step {step} "
-                                               f"(lr {lr:.3g}); training stopped. {kept}")
+                                               f"(lr {lr:.3g}); training stopped. {self._last_good()}")
+
+    def _last_good(self) -> str:
+        """Where to resume after a non-finite step. Checkpoints are only ever written with finite
+        weights, so the newest one in ``checkpoint_dir`` is good."""
+        directory = self.config.checkpoint_dir
+        if directory is None:
+            return "No checkpoint had been written (set checkpoint_dir to keep one)."
+        saved = list_checkpoints(directory)
+        if not saved:
+            return (f"No checkpoint had been written to {directory} yet (every {self.config.checkpoint_interval} "
+                    "steps): start again with a lower lr, a longer warm-up or grad_clip > 0.")
+        return (f"The last good checkpoint, {saved[-1]}, is kept: resume from it with a lower lr, a longer "
+                "warm-up or grad_clip > 0.")
 
     def _restart_interval(self) -> None:
         self._interval_start = time.perf_counter()
@@ -304,25 +344,53 @@ class Trainer:
         if self.config.checkpoint_dir is None:
             raise ValueError("save_checkpoint() needs TrainConfig.checkpoint_dir")
         self._flush()
+        self._refuse_non_finite_state()
         path = None
         if self.process.is_main:
-            path = save_checkpoint(
-                self.config.checkpoint_dir, self.step,
-                model=self.model, optimizer=self.optimizer,
-                random_state=RandomState.capture({"batches": self.generator}),
-                history=self.history, train_config=self.config.to_dict(),
-                extra={"wall_time": self.wall_time(),
-                       "grad_scaler": self.scaler.state_dict() if self.scaler else None,
-                       "metadata": self.metadata},
-                keep=self.config.keep_checkpoints,
-            )
+            held = self._lock is not None
+            self._hold_lock()
+            try:
+                path = save_checkpoint(
+                    self.config.checkpoint_dir, self.step,
+                    model=self.model, optimizer=self.optimizer,
+                    random_state=RandomState.capture({"batches": self.generator}),
+                    history=self.history, train_config=self.config.to_dict(),
+                    extra={"wall_time": self.wall_time(),
+                           "grad_scaler": self.scaler.state_dict() if self.scaler else None,
+                           "metadata": self.metadata},
+                    keep=self.config.keep_checkpoints,
+                )
+            finally:
+                if not held:
+                    self._release_lock()
         barrier(self.process)
         self._restart_interval()
         return path
 
+    def _refuse_non_finite_state(self) -> None:
+        """Stop if any weight or optimizer moment is NaN or infinite, before a checkpoint could
+        save it. Every process checks (their weights are identical), so all stop together."""
+        state = {name: tensor for name, tensor in self.model.state_dict().items()}
+        for index, per_param in self.optimizer.state.items():
+            for key, value in per_param.items():
+                if isinstance(value, torch.Tensor):
+                    state[f"optimizer state {key} of a {tuple(index.shape)} parameter"] = value
+        bad = non_finite_tensors(state)
+        if bad:
+            step = self.step - 1
+            raise NonFiniteLossError(
+                step, math.nan,
+                f"the weights or optimizer state became NaN or infinite by step {step} (lr "
+                f"{self.schedule(max(step, 0)):.3g}), while the loss was still finite: the update was too large. "
+                f"Training stopped and no checkpoint of step {self.step} was written. {self._last_good()} "
+                f"({NonFiniteStateError(bad)})")
+
     def resume(self, path: str | Path) -> Checkpoint:
         """Continue from the checkpoint at ``path`` (or the newest in the run directory ``path``):
-        weights, optimizer moments, step, history, and every random generator's state."""
+        weights, optimizer moments, step, history, and every random generator's state.
+
+        From here until :meth:`fit` ends the trainer holds the lock of its ``checkpoint_dir``."""
+        self._hold_lock()
         checkpoint = load_checkpoint(path)
         checkpoint.load_weights(self.model)
         self.optimizer.load_state_dict(checkpoint.optimizer_state())
