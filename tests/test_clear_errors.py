@@ -53,7 +53,7 @@ def test_bad_prompts_are_refused_before_any_work(prompt, error, match):
     (dict(temperature=-math.inf), "temperature must be a finite number"),
     (dict(temperature=math.nan), "temperature must be a finite number"),
     (dict(temperature=1e308 * 10), "temperature must be a finite number"),
-    (dict(repetition_penalty=math.inf), "repetition_penalty must be finite"),
+    (dict(repetition_penalty=math.inf), "repetition_penalty must be a positive number, got inf"),
     (dict(repetition_penalty=math.nan), "repetition_penalty must be a positive number"),
     (dict(top_p=math.nan), "top_p must be a probability"),
 ])
@@ -64,11 +64,11 @@ def test_non_finite_sampling_options_are_refused(options, match):
 
 def test_the_processors_refuse_an_infinite_temperature_or_penalty_too():
     logits = torch.randn(2, VOCAB)
-    with pytest.raises(ValueError, match="temperature must be finite"):
+    with pytest.raises(ValueError, match="temperature must be a positive number, got inf"):
         apply_temperature(logits, math.inf)
-    with pytest.raises(ValueError, match="temperature must be finite"):
+    with pytest.raises(ValueError, match="temperature must be a positive number, got inf"):
         process_logits(logits, temperature=math.inf)
-    with pytest.raises(ValueError, match="repetition_penalty must be finite"):
+    with pytest.raises(ValueError, match="repetition_penalty must be a positive number, got inf"):
         apply_repetition_penalty(logits, torch.zeros(2, 1, dtype=torch.long), math.inf)
 
 

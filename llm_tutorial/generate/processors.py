@@ -38,7 +38,7 @@ def _check_logits(logits: torch.Tensor) -> None:
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``z / T`` for ``T > 0``: ``softmax(z / T)`` is sharper than ``softmax(z)`` when T < 1."""
     _check_logits(logits)
-    return logits / _check_finite_positive(temperature, "temperature")
+    return logits / check_positive_number(temperature, "temperature")
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -70,14 +70,6 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def _check_finite_positive(value: float, name: str) -> float:
-    """A positive, finite number: dividing logits by ``inf`` would make them all 0 (or NaN)."""
-    value = check_positive_number(value, name)
-    if value == float("inf"):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
 def _check_top_p(p: float) -> None:
     check_probability(p, "top_p")
     if p == 0:
@@ -91,7 +83,7 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor, p
     _check_logits(logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have 2 dimensions (B, V), got shape {tuple(logits.shape)}")
-    _check_finite_positive(penalty, "repetition_penalty")
+    check_positive_number(penalty, "repetition_penalty")
     check_min_rank(previous_ids, "previous_ids", 2, "(B, T)")
     if previous_ids.ndim != 2 or previous_ids.size(0) != logits.size(0):
         raise ValueError(f"previous_ids must have shape (B, T) with B = {logits.size(0)} (the logits' batch size), "
@@ -109,7 +101,7 @@ def check_sampling_options(top_k: int | None, top_p: float | None, repetition_pe
         check_positive_int(top_k, "top_k")
     if top_p is not None:
         _check_top_p(top_p)
-    _check_finite_positive(repetition_penalty, "repetition_penalty")
+    check_positive_number(repetition_penalty, "repetition_penalty")
 
 
 def process_logits(
