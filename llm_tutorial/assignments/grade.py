@@ -33,7 +33,7 @@ import llm_tutorial
 
 from . import transport
 from .checks import Case, checks_for
-from .exercises import Exercise, find_exercises, is_solution, is_test, nbgrader_metadata
+from .exercises import Exercise, find_exercises, is_solution, is_test, nbgrader_metadata, read_notebook
 from .sandbox import Outcome, Sandbox
 
 SETUP_TIMEOUT = 600.0  # seconds for the teacher's set-up cells (imports) in a fresh kernel
@@ -83,18 +83,6 @@ def positive_seconds(value: float) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a time limit must be a positive, finite number of seconds, got {value!r}")
     return seconds
-
-
-def read_notebook(path: Path) -> dict:
-    """A notebook as a dict (nbformat 4), or ValueError saying why it is not one."""
-    import nbformat
-
-    try:
-        return nbformat.reads(Path(path).read_text(encoding="utf-8"), as_version=4)
-    except FileNotFoundError:
-        raise ValueError(f"no file {path}") from None
-    except Exception as error:  # nbformat raises several kinds for a broken file
-        raise ValueError(f"{path} is not a readable notebook ({type(error).__name__}: {str(error)[:150]})") from None
 
 
 def submitted_solutions(submission: dict) -> dict[str, str]:

@@ -51,7 +51,7 @@ def record(report: Report) -> dict:
     return data
 
 
-def _write(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -63,9 +63,17 @@ def write_report(report: Report, folder: Path, name: str | None = None) -> tuple
     """``folder/NAME.json`` (the record) and ``folder/NAME.txt`` (the feedback)."""
     name = name or report.student
     json_path, text_path = folder / f"{name}.json", folder / f"{name}.txt"
-    _write(json_path, json.dumps(record(report), indent=2, ensure_ascii=False))
-    _write(text_path, feedback(report))
+    write_atomically(json_path, json.dumps(record(report), indent=2, ensure_ascii=False))
+    write_atomically(text_path, feedback(report))
     return json_path, text_path
+
+
+def write_student(student: str, reports: list[Report], folder: Path) -> Path:
+    """``folder/STUDENT.txt``, the feedback on each of the student's notebooks, and ``STUDENT.json``."""
+    write_atomically(folder / f"{student}.json", json.dumps([record(r) for r in reports], indent=2, ensure_ascii=False))
+    path = folder / f"{student}.txt"
+    write_atomically(path, "\n".join(feedback(r) for r in reports))
+    return path
 
 
 def write_gradebook(reports: list[Report], path: Path) -> Path:

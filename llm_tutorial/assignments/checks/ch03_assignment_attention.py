@@ -49,7 +49,8 @@ def attention_cases(generator: torch.Generator) -> list[Case]:
     def add(q_shape, mask, label, dtype=torch.float32):
         q, k, v = (_randn(generator, *q_shape, dtype=dtype) for _ in range(3))
         args = (q, k, v) if mask is None else (q, k, v, mask)
-        cases.append(Case("attention", args, f"{label}, q, k, v of shape {shape(q)} ({str(dtype).removeprefix('torch.')})"))
+        call = "attention(q, k, v)" if mask is None else "attention(q, k, v, mask)"
+        cases.append(Case("attention", args, f"{call} {label}, q, k, v of shape {shape(q)} ({str(dtype).removeprefix('torch.')})"))
 
     add((4, 8), None, "without a mask")
     add((2, 5, 8), None, "without a mask")
@@ -134,7 +135,8 @@ def layer_cases(generator: torch.Generator) -> list[Case]:
         x = _randn(generator, B, T, d, dtype=dtype)
         w_qkv, w_out = _randn(generator, 3 * d, d, dtype=dtype) / 4, _randn(generator, d, d, dtype=dtype) / 4
         cases.append(Case("causal_self_attention", (x, w_qkv, w_out, H),
-                          f"x of shape {shape(x)} ({str(dtype).removeprefix('torch.')}), {H} heads"))
+                          f"causal_self_attention(x, w_qkv, w_out, {H}) with x of shape {shape(x)} "
+                          f"({str(dtype).removeprefix('torch.')})"))
     return cases
 
 
