@@ -257,7 +257,8 @@ def _run_and_judge(box: Sandbox, plan: list[dict], cases: list[Case], check, tim
         if not isinstance(cell_errors, list) or not isinstance(results, list) or len(results) != len(cases):
             raise transport.TransportError("results of the wrong shape")
     except (transport.TransportError, KeyError, TypeError) as error:
-        return f"the grader could not read your results: {error}"
+        return (f"the grader could not read your results: {error}; does your code change Python's built-ins "
+                "or the files and modules the grader uses?")
     finally:
         request.unlink(missing_ok=True)
         result.unlink(missing_ok=True)

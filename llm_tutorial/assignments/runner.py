@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import builtins
 import linecache
+import os
 import traceback
 from typing import Any
+
+import torch
 
 from . import transport
 
@@ -37,6 +40,10 @@ def _python_source(source: str) -> str:
 
 def run(request_path: str, result_path: str) -> None:
     document, tensors = transport.load(request_path)
+    # Write once before any student code runs, so that every module the writer needs is imported
+    # now: code that breaks imports (by patching builtins.exec, say) then spoils only its own results.
+    transport.save(f"{result_path}.warm", {}, {"x": tensors.get("t0", torch.zeros(1)).new_zeros(1)})
+    os.unlink(f"{result_path}.warm")
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     student_files: set[str] = set()
     cell_errors = []

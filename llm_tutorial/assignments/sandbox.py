@@ -46,14 +46,37 @@ except Exception:
 os.environ.pop("JPY_PARENT_PID", None)  # the grader's process id
 signal.signal(signal.SIGINT, lambda *_: None)  # interrupts are for the kernel
 kernel = subprocess.Popen(sys.argv[1:])
-while True:  # reap the kernel and any orphan handed to us
+
+
+def children():
+    me = str(os.getpid())
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if entry.isdigit() and stat.read().rsplit(")", 1)[1].split()[1] == me:
+                    yield int(entry)
+        except (OSError, IndexError):
+            pass
+
+
+while True:  # reap the kernel and the orphans handed to us
     try:
         pid, _ = os.wait()
     except ChildProcessError:
         break
     except InterruptedError:
         continue
-    if pid == kernel.pid:
+    if pid == kernel.pid:  # the kernel is gone: so is everything it left behind, then so are we
+        while True:
+            for child in list(children()):
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except OSError:
+                    pass
+            try:
+                os.wait()
+            except ChildProcessError:
+                break
         break
 """
 

@@ -22,6 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import safe_open  # imported before any student code runs in the kernel, which
+from safetensors.torch import save_file  # may break later imports (by patching builtins.exec)
+
 MAX_BYTES = 64 * 2**20  # results larger than this are refused
 MAX_ITEMS = 1_000_000  # values (not tensor elements) in one document
 MAX_DEPTH = 32
@@ -48,8 +52,6 @@ class View:
 
 def encode(value: Any, tensors: dict, budget: list[int] | None = None, depth: int = 0) -> Any:
     """``value`` as JSON, its tensors added to ``tensors`` (budget: bytes left, items left)."""
-    import torch
-
     budget = budget if budget is not None else [MAX_BYTES, MAX_ITEMS]
     budget[1] -= 1
     if budget[1] < 0 or depth > MAX_DEPTH:
@@ -139,8 +141,6 @@ def _pair(value: Any) -> tuple:
 
 def save(path: str | Path, document: Any, tensors: dict) -> None:
     """Write ``document`` (JSON) and ``tensors`` to one safetensors file, atomically."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     save_file(tensors, str(partial), metadata={"document": json.dumps(document)})
@@ -149,8 +149,6 @@ def save(path: str | Path, document: Any, tensors: dict) -> None:
 
 def load(path: str | Path, max_bytes: int = MAX_BYTES + 2**20) -> tuple[Any, dict]:
     """(document, tensors) from a file written by :func:`save`; untrusted, so checked first."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise TransportError("no results were written")
