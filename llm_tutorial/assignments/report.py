@@ -23,7 +23,7 @@ def table(report: Report) -> str:
     lines = [f"{'exercise':<{width}}  {'score':<11}  result"]
     for s in report.scores:
         first = s.message.splitlines()[0] if s.message else ""
-        lines.append(f"{s.grade_id:<{width}}  {s.points:>5g} / {s.max_points:<3g}  {first if len(first) <= 140 else first[:140] + '…'}")
+        lines.append(f"{s.grade_id:<{width}}  {s.points:>5g} / {s.max_points:<3g}  {first if len(first) <= 200 else first[:200] + '…'}")
     total = report.max_points
     percent = f"({100 * report.points / total:.0f}%)" if total else ""
     lines.append(f"{'total':<{width}}  {report.points:>5g} / {total:<3g}  {percent}")

@@ -86,9 +86,9 @@ def judge_attention(case: Case, got) -> str | None:
         mistakes.append((_attention(q, k, v, mask, invert=True), "it equals attention with the mask inverted: mask is True where attention is allowed"))
     hints = [hint for variant, hint in mistakes if close(got, variant)]
     if hints:
-        return f"{message}; {hints[0]}"
+        return f"{hints[0]}; {message}"
     if isinstance(got, torch.Tensor) and got.shape == expected.shape and mask is not None and not torch.isfinite(got).all():
-        return f"{message}; a row whose keys are all masked would give nan, but none is here: check how the mask is applied"
+        return f"your output has nan although every query may see some key: check how the mask is applied; {message}"
     return message
 
 
@@ -112,17 +112,17 @@ def judge_heads(case: Case, got) -> str | None:
         expected = x.view(B, T, H, d // H).transpose(1, 2)
         message = compare_tensor(got, expected)
         if message and close(got, x.reshape(B, H, T, d // H)):
-            message += ("; it equals x.view(B, H, T, d/H), which mixes positions and features: "
-                        "view as (B, T, H, d/H), then transpose(1, 2)")
-        elif message and isinstance(got, torch.Tensor) and got.shape == expected.shape:
-            message += f"; head 1 must own features {d // H}..{2 * d // H - 1} of every position"
+            return ("it equals x.view(B, H, T, d/H), which mixes positions and features: "
+                    f"view as (B, T, H, d/H), then transpose(1, 2); {message}")
+        if message and isinstance(got, torch.Tensor) and got.shape == expected.shape:
+            return f"head 1 must own features {d // H}..{2 * d // H - 1} of every position; {message}"
         return message
     (y,) = case.args
     B, H, T, hd = y.shape
     expected = y.transpose(1, 2).reshape(B, T, H * hd)
     message = compare_tensor(got, expected)
     if message and close(got, y.reshape(B, T, H * hd)):
-        message += "; it equals x.reshape(B, T, H·d/H) without the transpose: transpose(1, 2) first"
+        return f"it equals x.reshape(B, T, H·d/H) without the transpose: transpose(1, 2) first; {message}"
     return message
 
 
@@ -151,7 +151,7 @@ def judge_layer(case: Case, got) -> str | None:
     expected = _layer(*case.args)
     message = compare_tensor(got, expected)
     if message and close(got, _layer(*case.args, causal=False)):
-        message += "; it equals the layer without the causal mask: position t must not see positions after t"
+        return f"it equals the layer without the causal mask: position t must not see positions after t; {message}"
     return message
 
 

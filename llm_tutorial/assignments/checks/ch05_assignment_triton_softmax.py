@@ -21,14 +21,14 @@ def _softmax_judge(case: Case, got) -> str | None:
     if message is None:
         return None
     if isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.isfinite(got).all():
-        return f"{message}; {OVERFLOW_HINT}"
+        return f"{OVERFLOW_HINT}; {message}"
     if x.dim() > 1 and close(got, torch.softmax(x, dim=0)):
-        return f"{message}; it equals a softmax over the first dimension: take it over the last (dim=-1)"
+        return f"it equals a softmax over the first dimension: take it over the last (dim=-1); {message}"
     if case.info.get("padded") and isinstance(got, torch.Tensor) and got.shape == expected.shape:
         block = case.info["padded"]
         padded = torch.cat([x, x.new_zeros(x.shape[0], block - x.shape[1])], dim=1)
         if close(got, torch.softmax(padded, dim=-1)[:, : x.shape[1]]):
-            return f"{message}; the positions past the end of the row took part as zeros: load them with other=-inf"
+            return f"the positions past the end of the row took part as zeros: load them with other=-inf; {message}"
     return message
 
 
