@@ -34,7 +34,7 @@ import llm_tutorial
 from . import transport
 from .checks import Case, checks_for
 from .exercises import Exercise, find_exercises, is_solution, is_test, nbgrader_metadata, read_notebook
-from .sandbox import Outcome, Sandbox
+from .sandbox import Outcome, Sandbox, SandboxError
 
 SETUP_TIMEOUT = 600.0  # seconds for the teacher's set-up cells (imports) in a fresh kernel
 
@@ -98,7 +98,8 @@ def submitted_solutions(submission: dict) -> dict[str, str]:
 # --- guarding the grader's own files --------------------------------------------------------------
 
 class FileGuard:
-    """The bytes of files a submission must not change; ``restore`` puts back any that changed."""
+    """The bytes of files a submission must not change; ``restore`` puts back any that changed and
+    names them (and any new source file in the guarded folders)."""
 
     def __init__(self, files: list[Path], folders: list[Path]):
         self.folders = folders
@@ -117,11 +118,8 @@ class FileGuard:
             if not same:
                 changed.append(str(path))
                 path.write_bytes(data)
-        for folder in self.folders:
-            for path in folder.rglob("*.py"):
-                if path not in self.saved:
-                    changed.append(str(path))
-                    path.unlink()
+        for folder in self.folders:  # new files are reported, not deleted: they may be someone's work
+            changed += [f"{path} (new)" for path in folder.rglob("*.py") if path not in self.saved]
         return changed
 
 
@@ -166,6 +164,9 @@ def grade(submission: Path, source: Path, *, timeout: float = 120.0, quick: bool
         else:
             report.isolated = False
             report.scores = _grade_in_kernel(teacher, student_nb, exercises, timeout, env)
+    except SandboxError as error:
+        raise GradingError(f"no Jupyter kernel could be started for grading ({error}); "
+                           "install the coursework extra: pip install 'llm-tutorial[coursework]'") from None
     finally:
         changed = guard.restore()
     if changed:

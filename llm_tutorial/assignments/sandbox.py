@@ -105,6 +105,10 @@ def kernel_environment(workdir: Path, marker: str, extra: dict[str, str] | None 
     return env
 
 
+class SandboxError(RuntimeError):
+    """The kernel could not be started."""
+
+
 @dataclass
 class Outcome:
     """What became of one cell: ``status`` is ok, error, timeout or died."""
@@ -178,6 +182,8 @@ class Sandbox:
             self._client.start_new_kernel(env=kernel_environment(self.workdir, self.marker, self.extra_env),
                                           cwd=str(self.workdir), stdout=log, stderr=log)
             self._client.start_new_kernel_client()
+        except Exception as error:  # no ipykernel, no kernel spec, a kernel that died at start
+            raise SandboxError(f"{type(error).__name__}: {error}") from None
         finally:
             log.close()
         self._launcher_pid = km.provisioner.process.pid

@@ -44,11 +44,11 @@ class Check:
     on_device: bool = False  # move tensor inputs to the notebook's ``device`` (a GPU when there is one)
 
 
-@dataclass
 class NotebookChecks:
     """Every check of one notebook, by the ``grade_id`` of the exercise's test cell."""
 
-    checks: dict[str, Check]
+    def __init__(self, checks: list[Check]):
+        self.checks = {check.grade_id: check for check in checks}
 
 
 CHECKED_NOTEBOOKS = ("ch03_assignment_attention", "ch05_assignment_triton_softmax", "ch07_assignment_bpe")

@@ -155,9 +155,9 @@ def judge_layer(case: Case, got) -> str | None:
     return message
 
 
-CHECKS = NotebookChecks({
-    "causal_mask_tests": Check("causal_mask_tests", mask_cases, judge_mask),
-    "attention_tests": Check("attention_tests", attention_cases, judge_attention),
-    "heads_tests": Check("heads_tests", heads_cases, judge_heads),
-    "self_attention_tests": Check("self_attention_tests", layer_cases, judge_layer),
-})
+CHECKS = NotebookChecks([
+    Check("causal_mask_tests", mask_cases, judge_mask),
+    Check("attention_tests", attention_cases, judge_attention),
+    Check("heads_tests", heads_cases, judge_heads),
+    Check("self_attention_tests", layer_cases, judge_layer),
+])

@@ -76,9 +76,9 @@ def kernel_judge(case: Case, got) -> str | None:
     return _softmax_judge(case, got)
 
 
-CHECKS = NotebookChecks({
-    "reference_softmax_tests": Check("reference_softmax_tests", reference_cases, _softmax_judge),
-    "kernel_power_of_two_tests": Check("kernel_power_of_two_tests", power_of_two_cases, kernel_judge, on_device=True),
-    "kernel_any_length_tests": Check("kernel_any_length_tests", any_length_cases, kernel_judge, on_device=True),
-    "kernel_stability_tests": Check("kernel_stability_tests", stability_cases, kernel_judge, on_device=True),
-})
+CHECKS = NotebookChecks([
+    Check("reference_softmax_tests", reference_cases, _softmax_judge),
+    Check("kernel_power_of_two_tests", power_of_two_cases, kernel_judge, on_device=True),
+    Check("kernel_any_length_tests", any_length_cases, kernel_judge, on_device=True),
+    Check("kernel_stability_tests", stability_cases, kernel_judge, on_device=True),
+])

@@ -167,9 +167,9 @@ def judge_encode(case: Case, got) -> str | None:
     return None
 
 
-CHECKS = NotebookChecks({
-    "pair_counts_tests": Check("pair_counts_tests", pair_cases, judge_pairs),
-    "merge_word_tests": Check("merge_word_tests", merge_cases, judge_merge),
-    "train_bpe_tests": Check("train_bpe_tests", train_cases, judge_train),
-    "encode_tests": Check("encode_tests", encode_cases, judge_encode),
-})
+CHECKS = NotebookChecks([
+    Check("pair_counts_tests", pair_cases, judge_pairs),
+    Check("merge_word_tests", merge_cases, judge_merge),
+    Check("train_bpe_tests", train_cases, judge_train),
+    Check("encode_tests", encode_cases, judge_encode),
+])
