@@ -62,6 +62,7 @@ def run(request_path: str, result_path: str) -> None:
     if device is not None:  # inputs go where the notebook computes (views are cut after the move)
         tensors = {key: tensor.to(device) for key, tensor in tensors.items()}
     out_tensors: dict = {}
+    budget = [transport.MAX_BYTES, transport.MAX_ITEMS]  # for all the results together
     results = []
     for call in document["calls"]:
         function = namespace.get(call["function"])
@@ -75,7 +76,7 @@ def run(request_path: str, result_path: str) -> None:
             results.append({"error": describe_error(error, student_files)})
             continue
         try:
-            results.append({"value": transport.encode(value, out_tensors)})
+            results.append({"value": transport.encode(value, out_tensors, budget)})
         except BaseException as error:  # noqa: BLE001 - a result that will not be read
             results.append({"error": f"the grader could not read what your function returned ({type(error).__name__}: {str(error)[:200]})"})
     transport.save(result_path, {"cells": cell_errors, "results": results}, out_tensors)
