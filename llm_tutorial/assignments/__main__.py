@@ -147,6 +147,8 @@ def run(args) -> int:
             print(f"wrote {path}")
         return 0
     if args.path.is_dir():
+        if args.json:
+            raise UsageError(f"--json is for one notebook; for a folder the records are {args.out}/STUDENT.json")
         return grade_folder(args.path, args)
     if not args.path.is_file():
         raise UsageError(f"no notebook or folder at {args.path}")
