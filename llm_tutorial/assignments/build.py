@@ -5,9 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import nbformat
-
-from .exercises import find_exercises, is_solution, is_test, strip_hidden_tests, strip_solutions
+from .exercises import find_exercises, is_solution, is_test, read_notebook, strip_hidden_tests, strip_solutions
 
 RAISES = "raises-exception"  # the tag nbval and Jupyter Book both honour
 
@@ -64,11 +62,13 @@ def build_chapter(chapter: str, notebooks_dir: Path, out_dir: Path) -> list[Path
     """Write the student version of every notebook of ``chapter`` that has graded exercises."""
     written = []
     for path in chapter_notebooks(chapter, notebooks_dir):
-        notebook = nbformat.read(path, as_version=4)
+        notebook = read_notebook(path)
         if not find_exercises(notebook):
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / path.name
+        import nbformat  # here, not at the top: the grader's cell in a student's kernel imports this package
+
         nbformat.write(student_notebook(notebook), target)
         written.append(target)
     if not written:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -30,6 +31,18 @@ class Exercise:
     points: float
     test_cell: int
     solution_cells: list[int] = field(default_factory=list)
+
+
+def read_notebook(path: Path) -> dict:
+    """A notebook as a dict (nbformat 4), or ValueError saying why it is not one."""
+    import nbformat
+
+    try:
+        return nbformat.reads(Path(path).read_text(encoding="utf-8"), as_version=4)
+    except FileNotFoundError:
+        raise ValueError(f"no file {path}") from None
+    except Exception as error:  # nbformat raises several kinds for a broken file
+        raise ValueError(f"{path} is not a readable notebook ({type(error).__name__}: {str(error)[:150]})") from None
 
 
 def nbgrader_metadata(cell: dict) -> dict:
