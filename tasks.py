@@ -206,6 +206,8 @@ def execute_in_full(args: argparse.Namespace) -> None:
     """Run notebooks top to bottom in a fresh kernel, full mode, and save them with their outputs.
 
     nbclient records each cell's start and end (``record_timing``): the run-time table reads them.
+    Stream outputs are coalesced as a notebook front end shows them (a progress bar's carriage
+    returns leave its last state, not one output per update).
     """
     ensure_environment(TEST_EXTRAS)
     env = {key: value for key, value in test_environment().items() if key != "LLM_TUTORIAL_QUICK"}
@@ -214,7 +216,7 @@ def execute_in_full(args: argparse.Namespace) -> None:
         "from nbclient import NotebookClient\n"
         "for path in sys.argv[1:]:\n"
         "    notebook = nbformat.read(path, as_version=4)\n"
-        "    NotebookClient(notebook, timeout=None, kernel_name='python3', record_timing=True,\n"
+        "    NotebookClient(notebook, timeout=None, kernel_name='python3', record_timing=True, coalesce_streams=True,\n"
         "                   resources={'metadata': {'path': os.path.dirname(path)}}).execute()\n"
         "    nbformat.write(notebook, path)\n"
         "    print('executed', path, flush=True)\n"
