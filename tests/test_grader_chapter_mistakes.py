@@ -21,3 +21,14 @@ def test_a_subtle_slip_scores_zero_with_its_hint(stem, tmp_path):
     report = grade(submission, teacher, timeout=120)
     assert [(s.grade_id, s.points, s.max_points) for s in report.scores] == [(test_id, 0.0, 3.0)], table(report)
     assert hint in report.scores[0].message and report.isolated, table(report)
+
+
+def test_a_solution_cell_that_also_uses_the_notebooks_data_still_scores(tmp_path):
+    """The grader runs a chapter notebook's imports and definitions only: a line after the function
+    that uses a value the notebook computes is skipped, not counted against the exercise."""
+    teacher = CHAPTERS["ch09_faq"]
+    source = edited(teacher, "stable_log_softmax", "### END SOLUTION",
+                    "### END SOLUTION\nprint(stable_log_softmax(some_logits_the_notebook_computed))\n"
+                    "check_stable_log_softmax(stable_log_softmax)")
+    report = grade(write_submission(tmp_path / teacher.name, teacher, stable_log_softmax=source), teacher, timeout=120)
+    assert report.points == 3 and report.scores[0].message == "passed", table(report)

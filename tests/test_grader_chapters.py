@@ -22,6 +22,7 @@ from llm_tutorial.assignments import grade, table
 from llm_tutorial.assignments.checks import CHAPTERS as CHECKED_CHAPTERS
 from llm_tutorial.assignments.checks import checks_for, definitions_only
 from llm_tutorial.assignments.exercises import find_exercises, is_solution, is_test
+from llm_tutorial.assignments.runner import run_lenient
 
 SEEDS = (0, 1, 2)
 
@@ -62,6 +63,17 @@ def test_definitions_only_keeps_imports_constants_functions_and_classes():
     assert "needs_data" not in namespace  # its default is a value the notebook computes: skipped
     assert definitions_only("x = load()\nprint(x)\n") == ""
     assert definitions_only("%matplotlib inline\nimport os\n") == "import os\n"
+
+
+def test_a_students_cell_runs_leniently_but_its_definitions_must_work():
+    namespace = {}
+    run_lenient("def f(x):\n    return 2 * x\nprint(f(data_the_notebook_computed))\ny = f(3)\n", "<cell>", namespace)
+    assert namespace["f"](2) == 4 and namespace["y"] == 6
+    for broken in ("def g(x=data_the_notebook_computed):\n    return x\n", "import math\nclass C(Missing):\n    pass\n"):
+        with pytest.raises(NameError):
+            run_lenient(broken, "<cell>", {})
+    with pytest.raises(ZeroDivisionError):
+        run_lenient("x = 1 / 0\n", "<cell>", {})
 
 
 @pytest.mark.parametrize("stem", CHAPTERS)
