@@ -152,8 +152,10 @@ def close(got: Any, expected: torch.Tensor) -> bool:
     return bool(torch.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True).all())
 
 
-def compare_tensor(got: Any, expected: torch.Tensor, what: str = "your output") -> str | None:
-    """None when ``got`` equals ``expected`` within tolerance, else the first difference, in words."""
+def compare_tensor(got: Any, expected: torch.Tensor, what: str = "your output",
+                   tolerance: tuple[float, float] | None = None) -> str | None:
+    """None when ``got`` equals ``expected`` within tolerance (``(rtol, atol)``, by default those of
+    the dtype), else the first difference, in words."""
     if not isinstance(got, torch.Tensor):
         return f"{what} should be a tensor of shape {shape(expected)}; it is {describe(got)}"
     if got.shape != expected.shape:
@@ -162,7 +164,7 @@ def compare_tensor(got: Any, expected: torch.Tensor, what: str = "your output") 
         return f"{what} has dtype {got.dtype}; expected {expected.dtype}"
     if expected.numel() == 0:
         return None
-    rtol, atol = tolerances(expected.dtype)
+    rtol, atol = tolerance or tolerances(expected.dtype)
     if expected.dtype == torch.bool or not expected.is_floating_point():
         wrong = got != expected
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Case, Check, NotebookChecks, describe, definitions_only, dtype_name, shape
+from . import Case, Check, NotebookChecks, compare_tensor, definitions_only, describe, dtype_name, shape
 
 TOLERANCE = {torch.float16: 2e-2, torch.bfloat16: 2e-2, torch.float32: 1e-5, torch.float64: 1e-10}
 
@@ -45,13 +45,9 @@ def judge(case: Case, got) -> str | None:
     if got.dtype != x.dtype:
         return f"your output has dtype {got.dtype}; expected the input's dtype {x.dtype}"
     tolerance = TOLERANCE.get(x.dtype, 1e-5)
-    wrong = ~torch.isclose(got.double(), expected, rtol=tolerance, atol=tolerance, equal_nan=True)
-    if not wrong.any():
+    message = compare_tensor(got.double(), expected, tolerance=(tolerance, tolerance))
+    if message is None:
         return None
-    index = tuple(int(i) for i in wrong.nonzero()[0])
-    at = "[" + ", ".join(map(str, index)) + "]"
-    message = (f"at index {at} your output is {got[index].item():.6g}; expected {expected[index].item():.6g} "
-               f"({int(wrong.sum())} of {wrong.numel()} entries differ)")
     whole = x.max()  # one maximum for the whole tensor instead of one per row
     hints = [(((x - whole) - torch.log(torch.exp(x - whole).sum(dim=-1, keepdim=True))),
               "you subtracted the maximum of the whole tensor: a row far below it underflows to log(0) = -inf; "
