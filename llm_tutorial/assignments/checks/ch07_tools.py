@@ -1,12 +1,12 @@
 """Check of chapter 7's exercise: encoding one pre-tokenised piece with BPE merge ranks.
 
 The ranks are learned afresh at each grading from a random slice of Tiny Shakespeare (the
-package's ``ByteLevelBPE.train``), and the reference ids are that tokenizer's own merge-by-merge
-encoding, whose ids equal tiktoken's. Pieces: the empty one, single bytes, repeated letters (where
-the same pair occurs twice), accented letters, Chinese and emoji, pieces of another slice, and
-for each known wrong rule a piece on which that rule gives other ids.
-Hints replay the common wrong rules: the rightmost of two equal pairs first, the leftmost
-mergeable pair first, the highest rank first.
+package's ``ByteLevelBPE.train``), and the reference ids are that tokenizer's own encoding, which
+replays its merges by merge rank rather than looking up the ranks of joined bytes. Pieces: the
+empty one, single bytes, repeated letters (where the same pair occurs twice), accented letters,
+Chinese and emoji, pieces of another slice, and for each known wrong rule a piece on which that
+rule gives other ids. Hints replay the wrong rules: the rightmost of two equal pairs first, the
+leftmost mergeable pair first, the highest rank first.
 """
 
 from __future__ import annotations
