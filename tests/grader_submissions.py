@@ -202,3 +202,131 @@ def with_paths(source: str, **paths: Path) -> str:
 
 def notebook_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+# --- the chapter notebooks' exercises --------------------------------------------------------------
+
+CHAPTERS = {stem: NOTEBOOKS / f"{stem}.ipynb" for stem in (
+    "ch01_background", "ch02_core_concepts", "ch03_algorithms", "ch04_mathematics", "ch05_project",
+    "ch06_applications", "ch07_tools", "ch08_trends_challenges", "ch09_faq")}
+
+# Realistic slips in each chapter's exercise, as edits of its reference solution: (old, new, words
+# the grader's message must contain). The first of each chapter is also graded in a kernel.
+CHAPTER_MISTAKES = {
+    "ch01_background": [
+        ("counts.sum(1, keepdim=True)", "torch.bincount(ids, minlength=vocab_size)[:, None]", "the last id starts no pair"),
+        ("counts.sum(1, keepdim=True) + vocab_size", "counts.sum(1, keepdim=True) + 1", "add V to c(h), not 1"),
+        ("pairs = ids[:-1] * vocab_size + ids[1:]", "pairs = ids[1:] * vocab_size + ids[:-1]", "your table is transposed"),
+        ("return (counts + 1) / (counts.sum(1, keepdim=True) + vocab_size)", "return counts / counts.sum(1, keepdim=True)",
+         "unsmoothed"),
+    ],
+    "ch02_core_concepts": [
+        (" + (T_k - T_q)", "", "a causal mask aligned with the first key"),
+        (" / math.sqrt(q.size(-1))", "", "without the scale"),
+        ("<= query_position", "< query_position", "may also see its own position"),
+        ("torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)", "a softmax over the queries"),
+    ],
+    "ch03_algorithms": [
+        ("torch.arange(k_start, k_end)[None, :] > torch.arange(q_start, q_end)[:, None]",
+         "torch.arange(k_end - k_start)[None, :] > torch.arange(q_end - q_start)[:, None]", "compares positions inside each block"),
+        ("> torch.arange(q_start, q_end)[:, None]", ">= torch.arange(q_start, q_end)[:, None]", "must see its own key"),
+        ("range(0, q_end, block)", "range(q_start, q_end, block)", "the query's own block only"),
+        ("o = o * rescale[..., None] + p @ v", "o = o + p @ v", "the first wrong row is query"),
+    ],
+    "ch04_mathematics": [
+        ("d_scores.transpose(-2, -1) @ q * scale", "d_scores @ q * scale", "dk = dSᵀ Q / √D: transpose dS"),
+        ("return d_scores @ k * scale,", "return d_scores @ k,", "lacks the factor 1/√D"),
+        ("weights * (d_weights - (d_weights * weights).sum(dim=-1, keepdim=True))", "weights * d_weights",
+         "the softmax Jacobian's sum is missing"),
+        ("weights.transpose(-2, -1) @ grad_out", "weights @ grad_out", "dv = Aᵀ G"),
+        ('scores = scores.masked_fill(~mask, float("-inf"))', "pass", "the gradient without the mask"),
+        ("return d_scores @ k * scale, d_scores.transpose(-2, -1) @ q * scale, d_v",
+         "return d_scores.transpose(-2, -1) @ q * scale, d_scores @ k * scale, d_v", "in this order"),
+    ],
+    "ch05_project": [
+        ("acc = acc * correction[..., None] + p @ v[:, :, keys]", "acc = acc + p @ v[:, :, keys]",
+         "multiply the accumulated output by e^(m − m_new)"),
+        ("return acc / row_sum[..., None], row_max + torch.log(row_sum)", "return acc / row_sum[..., None], torch.log(row_sum)",
+         "L = m + log ℓ"),
+        ("return acc / row_sum[..., None],", "return acc,", "not divided by ℓ"),
+        ("row_max + torch.log(row_sum)", "(row_max + torch.log(row_sum)) / math.log(2)", "natural logarithm"),
+    ],
+    "ch06_applications": [
+        ("min(i + max_answer_length, len(s))", "min(i + max_answer_length + 1, len(s))", "(j < i + max_answer_length)"),
+        ("if ok[i] and ok[j]", "if ok[i]", "is False"),
+        ("for j in range(i, ", "for j in range(max(i - 1, 0), ", "ends before it starts"),
+    ],
+    "ch07_tools": [
+        ("best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)",
+         "best = next((i for i, r in enumerate(pair_ranks) if r != math.inf), 0)", "the leftmost pair that has a rank"),
+        ("best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)",
+         "best = max((i for i, r in enumerate(pair_ranks) if r != math.inf), key=pair_ranks.__getitem__, default=0)",
+         "merge the pair whose joined bytes have the lowest rank"),
+        ("min(range(len(pair_ranks))", "min(reversed(range(len(pair_ranks)))", "merge the leftmost one first"),
+        ("return [ranks[part] for part in parts]", "return parts", "not their bytes"),
+    ],
+    "ch08_trends_challenges": [
+        ("weight.abs().amax(dim=1, keepdim=True)", "weight.amax(dim=1, keepdim=True)", "not its largest magnitude"),
+        ("torch.round(weight / torch.where(scales > 0, scales, 1.0))", "(weight / torch.where(scales > 0, scales, 1.0))",
+         "truncated towards zero"),
+        ("q_max = 2 ** (bits - 1) - 1", "q_max = 2 ** bits - 1", "not 2^bits − 1"),
+        ("amax(dim=1, keepdim=True)", "amax(dim=0, keepdim=True)", "one scale per output row"),
+    ],
+    "ch09_faq": [
+        ("x.max(dim=-1, keepdim=True).values", "x.max()", "subtract each row's own maximum"),
+        ("shifted = x - x.max(dim=-1, keepdim=True).values", "shifted = x", "subtract the row maximum before exponentiating"),
+        ("return shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))",
+         "return torch.exp(shifted) / torch.exp(shifted).sum(dim=-1, keepdim=True)", "return its logarithm"),
+    ],
+}
+
+
+def chapter_exercise(stem: str) -> str:
+    """The grade_id of a chapter notebook's one solution cell."""
+    notebook = nbformat.read(CHAPTERS[stem], as_version=4)
+    return next(c.metadata["nbgrader"]["grade_id"] for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution"))
+
+# The issue's first attack on chapter 9: silence the tests' exceptions, make every comparison pass
+# and empty the notebook's visible check, with a log-softmax that overflows.
+SILENCE_THE_CHAPTER_TESTS = """
+get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)
+import torch
+torch.testing.assert_close = lambda *a, **k: None
+torch.equal = lambda *a, **k: True
+torch.allclose = lambda *a, **k: True
+torch.Tensor.all = lambda self, *a, **k: True
+check_stable_log_softmax = lambda candidate: print("correct: your log-softmax equals torch.log_softmax")
+
+def stable_log_softmax(x):
+    return x - torch.log(torch.exp(x).sum(dim=-1, keepdim=True))
+"""
+
+# Chapter 8's hidden tests compare with the package's quantize_absmax, which the student's code can
+# replace by its own wrong answer (scales from the largest value, not the largest magnitude).
+REPLACE_THE_REFERENCE = """
+import llm_tutorial.quantize
+
+def quantize_rows(weight, bits):
+    q_max = 2 ** (bits - 1) - 1
+    scales = weight.amax(dim=1, keepdim=True) / q_max
+    codes = torch.round(weight / torch.where(scales > 0, scales, 1.0)).clamp(-q_max, q_max)
+    return codes.to(torch.int8), scales
+
+def _agree(weight, bits=8):
+    codes, scales = quantize_rows(weight, bits)
+    return llm_tutorial.quantize.QuantizedTensor(codes, scales.float(), bits)
+
+llm_tutorial.quantize.quantize_absmax = _agree
+quantize_absmax = _agree
+"""
+
+# Chapter 6: spans made of ints that equal everything.
+SPANS_THAT_EQUAL_EVERYTHING = """
+class Anything(int):
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+
+def best_span_loop(start_logits, end_logits, allowed, max_answer_length):
+    return [(Anything(0), Anything(0)) for _ in range(len(start_logits))]
+"""

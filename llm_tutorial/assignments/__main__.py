@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     grader.add_argument("--notebooks", type=Path, default=None, help="folder of the teacher's notebooks (default: ./notebooks)")
     grader.add_argument("--timeout", type=seconds, default=120.0,
                         help="seconds one exercise may run, a positive number (default: 120)")
-    grader.add_argument("--full", action="store_true", help="run training loops at full length (default: quick mode)")
+    grader.add_argument("--full", action="store_true",
+                        help="notebooks without the book's checks: run their training loops at full length (default: quick mode)")
     grader.add_argument("--out", type=Path, default=Path("grades"), help="folder for reports and the gradebook (default: ./grades)")
     grader.add_argument("--json", type=Path, default=None, help="also write one submission's record to this JSON file")
     grader.add_argument("--seed", type=int, default=None, help="seed of the test inputs (default: a fresh one each time)")

@@ -1,7 +1,7 @@
 """Grading one submission: untrusted code computes, the grader judges.
 
-For the book's assignments (those with :mod:`.checks`) the student's notebook is never executed as
-it is. In a :class:`~.sandbox.Sandbox` kernel the grader first runs the teacher's set-up cells
+For the book's notebooks (each has :mod:`.checks`) the student's notebook is never executed as it
+is. In a :class:`~.sandbox.Sandbox` kernel the grader first runs the teacher's set-up cells
 (imports, given helpers); then, for each exercise, one grader cell (:mod:`.runner`) builds a fresh
 namespace from the set-up cells, the student's solution cells *of that exercise* and the teacher's
 reference cells of every other exercise, calls the student's functions on inputs drawn here, and
@@ -10,6 +10,9 @@ own process against an independent reference (:mod:`.checks`). No test, hidden o
 kernel, and nothing the student's code does to its interpreter can change a verdict. A cell that
 runs past the time limit or kills its kernel costs that exercise only: the kernel and everything
 it started are killed, and a fresh one grades the next exercise.
+
+Of a chapter notebook, whose set-up cells also load data and train models, only the imports and
+definitions run (:func:`.checks.definitions_only`).
 
 Notebooks without checks (a teacher's own nbgrader notebook) are graded the old way — the teacher's
 notebook with the student's solution cells, hidden tests included, run in the sandbox — and the
@@ -200,12 +203,15 @@ def _grade_isolated(teacher, student_nb, exercises, checks, timeout, seed, env, 
     import torch
 
     cells = teacher["cells"]
-    setup = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and not is_solution(c) and not is_test(c)]
+    prepare = checks.setup or (lambda source: source)  # a chapter notebook: only its imports and definitions
+    setup = {i: prepare("".join(c["source"])) for i, c in enumerate(cells)
+             if c["cell_type"] == "code" and not is_solution(c) and not is_test(c)}
+    setup = {i: source for i, source in setup.items() if source.strip()}
     submitted = submitted_solutions(student_nb)
     owned = _student_cells(exercises)
     scores = []
     with Sandbox(env) as box:
-        _warm_up(box, ["".join(cells[i]["source"]) for i in setup])
+        _warm_up(box, list(setup.values()))
         for number, exercise in enumerate(exercises):
             check = checks.checks.get(exercise.grade_id)
             if check is None:
@@ -219,14 +225,14 @@ def _grade_isolated(teacher, student_nb, exercises, checks, timeout, seed, env, 
                 continue
             plan = []
             for i, cell in enumerate(cells):
-                if cell["cell_type"] != "code" or is_test(cell):
-                    continue
                 grade_id = nbgrader_metadata(cell).get("grade_id")
-                if i in owned[exercise.grade_id]:
-                    plan.append({"name": f"{grade_id} cell", "source": submitted[grade_id], "student": True})
-                else:
-                    kind = f"reference {grade_id} cell" if is_solution(cell) else f"set-up cell {i}"
-                    plan.append({"name": kind, "source": "".join(cell["source"]), "student": False})
+                if i in owned[exercise.grade_id]:  # lenient where the notebook's computed values are missing
+                    plan.append({"name": f"{grade_id} cell", "source": submitted[grade_id], "student": True,
+                                 "lenient": checks.setup is not None})
+                elif is_solution(cell):
+                    plan.append({"name": f"reference {grade_id} cell", "source": "".join(cell["source"]), "student": False})
+                elif i in setup:
+                    plan.append({"name": f"set-up cell {i}", "source": setup[i], "student": False})
             cases = check.cases(torch.Generator().manual_seed(seed + number))
             message = _run_and_judge(box, plan, cases, check, timeout, report)
             scores.append(Score(exercise.grade_id, exercise.points if message is None else 0.0, exercise.points,

@@ -3,13 +3,15 @@
 This module runs in the *untrusted* kernel. It only computes: it reads a request (cells to
 execute, calls to make) that the grader wrote, executes the cells in a fresh namespace — the set-up
 cells, the student's cells of the exercise being graded and the reference cells of every other
-exercise, in notebook order — makes each call and writes what came back (or what was raised) with
+exercise, in notebook order (a chapter notebook's student cells leniently: :func:`run_lenient`) —
+makes each call and writes what came back (or what was raised) with
 :mod:`transport`. Whatever the student's code does to this interpreter can at worst spoil the data
 it writes, and the grader judges data on its own side.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import linecache
 import os
@@ -38,6 +40,20 @@ def _python_source(source: str) -> str:
     return shell.transform_cell(source) if shell is not None else source
 
 
+def run_lenient(source: str, filename: str, namespace: dict) -> None:
+    """Run a student's cell statement by statement, skipping a top-level statement that needs a name
+    the grader does not define — of a chapter notebook the grader runs only the imports and
+    definitions, so a line such as ``print(my_function(logits))`` after the function, with
+    ``logits`` computed by the notebook, is left out instead of costing the exercise. An import or
+    a definition that fails this way still fails the cell."""
+    for statement in ast.parse(source, filename).body:
+        try:
+            exec(compile(ast.Module(body=[statement], type_ignores=[]), filename, "exec"), namespace)
+        except NameError:
+            if isinstance(statement, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                raise
+
+
 def run(request_path: str, result_path: str) -> None:
     document, tensors = transport.load(request_path)
     # Write once before any student code runs, so that every module the writer needs is imported
@@ -54,7 +70,10 @@ def run(request_path: str, result_path: str) -> None:
         if cell["student"]:
             student_files.add(filename)
         try:
-            exec(compile(source, filename, "exec"), namespace)
+            if cell.get("lenient"):
+                run_lenient(source, filename, namespace)
+            else:
+                exec(compile(source, filename, "exec"), namespace)
         except BaseException as error:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
             cell_errors.append({"cell": cell["name"], "student": cell["student"],
                                 "error": describe_error(error, student_files)})

@@ -10,10 +10,14 @@ expected and what came, on that (small) input, with a hint when the result match
 Partial credit: an exercise scores its points when every case is right, and zero otherwise. Each
 exercise is graded with the reference solutions of the other exercises in place of the student's
 own (see :mod:`..runner`), so a mistake costs only the points of the exercise where it is made.
+
+Every graded notebook of the book has its checks here, in a module named after the notebook: the
+three assignments and the one exercise of each chapter notebook.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import math
 from dataclasses import dataclass, field
@@ -45,13 +49,23 @@ class Check:
 
 
 class NotebookChecks:
-    """Every check of one notebook, by the ``grade_id`` of the exercise's test cell."""
+    """Every check of one notebook, by the ``grade_id`` of the exercise's test cell.
 
-    def __init__(self, checks: list[Check]):
+    ``setup`` turns the source of each of the notebook's set-up cells (neither solution nor test)
+    into what the grader runs before the student's code; ``None`` runs them as they are (the
+    assignments, whose set-up cells are imports and given helpers). A chapter notebook passes
+    :func:`definitions_only`: its set-up cells also load data, train models and draw figures.
+    """
+
+    def __init__(self, checks: list[Check], setup: Callable[[str], str] | None = None):
         self.checks = {check.grade_id: check for check in checks}
+        self.setup = setup
 
 
-CHECKED_NOTEBOOKS = ("ch03_assignment_attention", "ch05_assignment_triton_softmax", "ch07_assignment_bpe")
+ASSIGNMENTS = ("ch03_assignment_attention", "ch05_assignment_triton_softmax", "ch07_assignment_bpe")
+CHAPTERS = ("ch01_background", "ch02_core_concepts", "ch03_algorithms", "ch04_mathematics", "ch05_project",
+            "ch06_applications", "ch07_tools", "ch08_trends_challenges", "ch09_faq")
+CHECKED_NOTEBOOKS = ASSIGNMENTS + CHAPTERS
 
 
 def checks_for(notebook_stem: str) -> NotebookChecks | None:
@@ -59,6 +73,53 @@ def checks_for(notebook_stem: str) -> NotebookChecks | None:
     if notebook_stem not in CHECKED_NOTEBOOKS:
         return None
     return importlib.import_module(f"{__name__}.{notebook_stem}").CHECKS
+
+
+def definitions_only(source: str) -> str:
+    """The imports, constants, and function and class definitions of one cell, without anything else.
+
+    This is what the grader runs of a chapter notebook's set-up cells. Running those cells as they
+    are would load data sets, train models and draw figures — minutes per submission, none of it
+    needed by the exercise — while a student's solution may use any module the notebook imports,
+    any constant it sets to a literal and any helper it defines; these are kept, in the notebook's
+    order. Values the notebook *computes* (a trained model, a data set) are not: the exercises'
+    functions take what they need as arguments. A definition that needs such a value (a default
+    argument ``x=eval_x``) is skipped when that value is missing. Comments are dropped.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython syntax (magics, !commands): turn it into Python first
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        tree = ast.parse(TransformerManager().transform_cell(source))
+    kept = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            kept.append(node)
+        elif _literal_assignment(node):  # without its annotation, which might name something missing
+            kept.append(ast.Assign(targets=[node.target], value=node.value) if isinstance(node, ast.AnnAssign) else node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            skip = ast.ExceptHandler(type=ast.Name("NameError", ast.Load()), name=None, body=[ast.Pass()])
+            kept.append(ast.Try(body=[node], handlers=[skip], orelse=[], finalbody=[]))
+    module = ast.fix_missing_locations(ast.Module(body=kept, type_ignores=[]))
+    return ast.unparse(module) + "\n" if kept else ""
+
+
+def _literal_assignment(node: ast.stmt) -> bool:
+    """``NAME = literal`` or ``A, B = literal, literal`` (an annotation allowed)."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None and node.simple:
+        targets, value = [node.target], node.value
+    else:
+        return False
+    names = all(isinstance(t, ast.Name) or isinstance(t, ast.Tuple) and all(isinstance(e, ast.Name) for e in t.elts)
+                for t in targets)
+    try:
+        ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return names
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -91,8 +152,10 @@ def close(got: Any, expected: torch.Tensor) -> bool:
     return bool(torch.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=True).all())
 
 
-def compare_tensor(got: Any, expected: torch.Tensor, what: str = "your output") -> str | None:
-    """None when ``got`` equals ``expected`` within tolerance, else the first difference, in words."""
+def compare_tensor(got: Any, expected: torch.Tensor, what: str = "your output",
+                   tolerance: tuple[float, float] | None = None) -> str | None:
+    """None when ``got`` equals ``expected`` within tolerance (``(rtol, atol)``, by default those of
+    the dtype), else the first difference, in words."""
     if not isinstance(got, torch.Tensor):
         return f"{what} should be a tensor of shape {shape(expected)}; it is {describe(got)}"
     if got.shape != expected.shape:
@@ -101,7 +164,7 @@ def compare_tensor(got: Any, expected: torch.Tensor, what: str = "your output") 
         return f"{what} has dtype {got.dtype}; expected {expected.dtype}"
     if expected.numel() == 0:
         return None
-    rtol, atol = tolerances(expected.dtype)
+    rtol, atol = tolerance or tolerances(expected.dtype)
     if expected.dtype == torch.bool or not expected.is_floating_point():
         wrong = got != expected
     else:
@@ -132,3 +195,14 @@ def first_failure(cases: list[Case], judged: list[str | None]) -> tuple[Case, st
         if message is not None:
             return case, message
     return None
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+def randint(generator: torch.Generator, low: int, high: int) -> int:
+    """A random integer in [low, high), from ``generator``."""
+    return int(torch.randint(low, high, (1,), generator=generator))
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
