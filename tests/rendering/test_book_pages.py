@@ -200,3 +200,17 @@ def test_solutions_are_collapsed(rendered):
                 if dropdown is None or dropdown.has_attr("open"):
                     inline.append(page.name)
     assert not inline, f"solution code shown inline on {sorted(set(inline))}"
+
+
+def test_one_search_field_per_page(rendered):
+    """pydata-sphinx-theme's default adds a second search field in a header strip above every page
+    (cutting the site title); the book keeps only the sidebar's (``navbar_persistent: []``)."""
+    results, _ = rendered
+    problems = []
+    for page, (_, dom) in results.items():
+        soup = BeautifulSoup(dom, "html.parser")
+        in_header = len(soup.select(".bd-header .search-button-field"))
+        in_sidebar = len(soup.select(".bd-sidebar-primary .search-button-field"))
+        if soup.select(".bd-sidebar-primary") and (in_header, in_sidebar) != (0, 1):
+            problems.append(f"{page.name}: {in_header} search field(s) in the header, {in_sidebar} in the sidebar")
+    assert not problems, "expected exactly one search field, in the sidebar:\n" + "\n".join(problems)
