@@ -124,11 +124,10 @@ def save_checkpoint(
         raise ValueError(f"step must be a non-negative integer, got {step!r}")
     if not isinstance(keep, int) or keep < 1:
         raise ValueError(f"keep must be a positive integer (the last good checkpoint is always kept), got {keep!r}")
-    optimizer_tensors, optimizer_json = _split_optimizer_state(optimizer.state_dict())
-    weights = unwrap(model).state_dict()
-    bad = non_finite_tensors({**weights, **{f"optimizer.{k}": v for k, v in optimizer_tensors.items()}})
+    bad = non_finite_state(model, optimizer)
     if bad:
         raise NonFiniteStateError(bad)
+    optimizer_tensors, optimizer_json = _split_optimizer_state(optimizer.state_dict())
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
@@ -363,6 +362,14 @@ def _read_json(path: Path, damaged: Callable[[str], Exception]) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
         raise damaged(f"{path} is not valid JSON ({error})") from error
+
+
+def non_finite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The names of the weights, buffers and optimizer moments holding a NaN or an infinity."""
+    state = dict(unwrap(model).state_dict())
+    tensors, _ = _split_optimizer_state(optimizer.state_dict())
+    state.update({f"optimizer.{name}": tensor for name, tensor in tensors.items()})
+    return non_finite_tensors(state)
 
 
 def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from . import lock
 from .batch import Batch, leading_tensor, map_tensors
-from .checkpoint import (Checkpoint, NonFiniteStateError, list_checkpoints, load_checkpoint, non_finite_tensors,
+from .checkpoint import (Checkpoint, NonFiniteStateError, list_checkpoints, load_checkpoint, non_finite_state,
                          save_checkpoint)
 from .trainer_config import TrainConfig
 from .distributed import all_reduce_mean, barrier, current_process, shard
@@ -370,12 +370,7 @@ class Trainer:
     def _refuse_non_finite_state(self) -> None:
         """Stop if any weight or optimizer moment is NaN or infinite, before a checkpoint could
         save it. Every process checks (their weights are identical), so all stop together."""
-        state = {name: tensor for name, tensor in self.model.state_dict().items()}
-        for index, per_param in self.optimizer.state.items():
-            for key, value in per_param.items():
-                if isinstance(value, torch.Tensor):
-                    state[f"optimizer state {key} of a {tuple(index.shape)} parameter"] = value
-        bad = non_finite_tensors(state)
+        bad = non_finite_state(self.model, self.optimizer)
         if bad:
             step = self.step - 1
             raise NonFiniteLossError(
