@@ -5,6 +5,7 @@ to files the grader opens itself."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import asdict
@@ -55,7 +56,7 @@ def write_atomically(path: Path, text: str) -> None:
     """Write atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
+    partial.write_text(text, encoding="utf-8", newline="")  # as given: the CSV writer chose its line ends
     os.replace(partial, path)
 
 
@@ -86,11 +87,9 @@ def write_gradebook(reports: list[Report], path: Path) -> Path:
                      "points": f"{r.points:g}", "max_points": f"{r.max_points:g}",
                      "percent": f"{100 * r.points / r.max_points:.1f}" if r.max_points else "",
                      "problems": " | ".join(r.problems)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, ["student", "notebook", *exercises, "points", "max_points", "percent", "problems"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, ["student", "notebook", *exercises, "points", "max_points", "percent", "problems"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, text.getvalue())
     return path

@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .corpora import CORPORA, Corpus, _store, cache_dir
+from .corpora import CORPORA, Corpus, _store, cache_dir, sha256_of
 
 PREPARE_COMMAND = "python -m llm_tutorial data prepare FOLDER"
 
@@ -136,7 +136,7 @@ def _as_is(corpus: Corpus) -> Corpus:
 
 
 def _not_the_book_file(path: Path, corpus: Corpus) -> str:
-    actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.stat().st_size <= MAX_BYTES else "(too large)"
+    actual = sha256_of(path)  # streamed: a large wrong file is named, not read into memory
     return (
         f"{path} is not the {corpus.filename} the book was made with (its SHA-256 is {actual}; the book's "
         f"file, after normalising, has {corpus.sha256}). It is truncated, edited, or a different version: "
