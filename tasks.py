@@ -155,6 +155,9 @@ def test_environment() -> dict[str, str]:
     shared_data = ROOT.parent / "shared" / "data"
     if "LLM_TUTORIAL_DATA" not in env and shared_data.is_dir():
         env["LLM_TUTORIAL_DATA"] = str(shared_data)
+    # Notebooks executed for the record or for CI have no one watching: no progress bars, whose
+    # updates would otherwise be saved as stderr boxes on the published pages.
+    env["TQDM_DISABLE"] = "1"
     return env
 
 

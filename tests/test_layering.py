@@ -40,6 +40,8 @@ LAYERS: dict[str, int] = {
     "quantize": 2,
     "runtime": 2,
     "nn": 3,
+    "results": 3,
+    "plotting": 2,
     "models": 4,
     "generate": 4,
     "interop": 4,

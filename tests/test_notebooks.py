@@ -119,3 +119,53 @@ def test_no_cell_is_skipped_by_nbval(path):
         tags = cell.get("metadata", {}).get("tags", [])
         assert not re.search(r"#\s*NBVAL_SKIP|#\s*NBVAL_IGNORE_OUTPUT", source, re.IGNORECASE), source[:80]
         assert "nbval-skip" not in tags, source[:80]
+
+
+# A cell that exists to show an error or a warning carries this tag; any other stderr output in a
+# committed notebook is noise (a progress bar, a library's log line) that the published page would show.
+SHOWS_STDERR_TAG = "shows-stderr"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_stderr_noise_in_committed_outputs(path):
+    noisy = []
+    for index, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] != "code" or SHOWS_STDERR_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                noisy.append(f"cell {index}: {''.join(output['text'])[:80]!r}")
+    assert not noisy, f"stderr in committed outputs (tag the cell {SHOWS_STDERR_TAG!r} if it is the point):\n" + "\n".join(noisy)
+
+
+CHAPTERS_ONLY = [p for p in NOTEBOOKS if "assignment" not in p.stem]
+
+
+def _markdown(path: Path) -> str:
+    return "\n".join("".join(c["source"]) for c in load(path)["cells"] if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("path", CHAPTERS_ONLY, ids=lambda p: p.stem)
+def test_chapter_ends_with_a_chinese_summary(path):
+    """Summary, Exercises and a 中文小结 of 200–400 Chinese characters; learning goals in Chinese too."""
+    text = _markdown(path)
+    headings = re.findall(r"^#+\s*(.+)$", text, flags=re.M)
+    assert any("中文小结" in h for h in headings), f"{path.stem}: no '中文小结' heading"
+    section = text.split("中文小结", 1)[1]
+    section = re.split(r"^#{1,2}\s", section, maxsplit=1, flags=re.M)[0]
+    han = len(re.findall(r"[\u4e00-\u9fff]", section))
+    assert 200 <= han <= 400 + 150, f"{path.stem}: 中文小结 has {han} Chinese characters (200–400 wanted)"
+    assert any("学习目标" in h for h in headings) or "学习目标" in text, f"{path.stem}: learning goals not in Chinese"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_glued_figure_in_the_prose_is_glued_by_a_cell(path):
+    """``{glue:text}`name``` in markdown needs a cell output glued under that name (in this notebook)."""
+    notebook = load(path)
+    used = set(re.findall(r"\{glue(?::\w+)?\}`([A-Za-z0-9_]+)", _markdown(path)))
+    glued = {
+        output.get("metadata", {}).get("scrapbook", {}).get("name")
+        for cell in notebook["cells"] if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+    }
+    assert not used - glued, f"{path.stem}: glued in prose but not by any cell: {sorted(used - glued)}"
