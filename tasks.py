@@ -5,7 +5,9 @@
                                 (JupyterLab, Hugging Face interop, Triton, coursework tools), build the
                                 book into _build/html, and say how to open JupyterLab
     python3 tasks.py test       run the package's tests, every notebook (quick mode), the book build
-                                with warnings as errors, and the rendering check in headless Chromium
+                                with warnings as errors, the PDF, and the rendering check in headless
+                                Chromium (laptop and phone widths, dark mode, opened from disk)
+    python3 tasks.py pdf        the whole book as one PDF (_build/pdf/llm-tutorial.pdf), offline
     python3 tasks.py check      the package's tests only: the fast inner loop while editing the package
     python3 tasks.py execute    re-execute chapters in full (the outputs the book publishes), in place
     python3 tasks.py runtimes   regenerate the run-time table of book/setup.md
@@ -17,18 +19,15 @@ pinned in constraints.txt. Standard library only: this file runs before anything
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
+import tempfile
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -40,13 +39,6 @@ TORCH_PIN = "torch==2.13.0"
 # coursework tools. tests/test_environment.py checks that every module a notebook imports is here.
 READER_EXTRAS = ("book", "interop", "kernels", "coursework")
 TEST_EXTRAS = (*READER_EXTRAS, "test")
-
-# Mermaid is served from the book itself (no page may load from another host). Its ESM build comes
-# from the npm registry's tarball, checked against the registry's published sha512.
-MERMAID_VERSION = "11.12.1"
-MERMAID_URL = f"https://registry.npmjs.org/mermaid/-/mermaid-{MERMAID_VERSION}.tgz"
-MERMAID_SHA512 = "UlIZrRariB11TY1RtTgUWp65tphtBv4CSq7vyS2ZZ2TgoMjs2nloq+wFqxiwcxlhHUvs7DPGgMjs2aeQxz5h9g=="
-MERMAID_DIR = ROOT / "_static" / "mermaid"
 
 # Run times: full runs come from the committed notebooks' own cell timings; quick-mode runs from the
 # JUnit report of the last `tasks.py test`, kept in RUNTIMES so that the table can be regenerated.
@@ -96,27 +88,7 @@ def ensure_environment(extras: tuple[str, ...]) -> None:
     stamp.write_text(" ".join([*installed, wanted]))
 
 
-def ensure_mermaid() -> None:
-    if (MERMAID_DIR / "mermaid.esm.min.mjs").exists():
-        return
-    say(f"fetching mermaid {MERMAID_VERSION} from the npm registry")
-    with urllib.request.urlopen(MERMAID_URL, timeout=120) as response:
-        payload = response.read()
-    digest = base64.b64encode(hashlib.sha512(payload).digest()).decode()
-    if digest != MERMAID_SHA512:
-        sys.exit(f"mermaid tarball checksum mismatch: got {digest}, expected {MERMAID_SHA512}")
-    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as archive:
-        for member in archive.getmembers():
-            name = member.name.removeprefix("package/dist/")
-            wanted = name == "mermaid.esm.min.mjs" or name.startswith("chunks/mermaid.esm.min/")
-            if member.isfile() and wanted and name.endswith(".mjs"):
-                target = MERMAID_DIR / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(archive.extractfile(member).read())
-
-
 def build_book(strict: bool) -> None:
-    ensure_mermaid()
     flags = ("-W", "-n", "--keep-going") if strict else ()
     run(venv_bin("jupyter-book"), "build", ".", "--builder", "html", *flags)
     say(f"book built: {ROOT / '_build' / 'html' / 'index.html'}")
@@ -147,6 +119,53 @@ def book(_: argparse.Namespace) -> None:
     print(f"    {lab.relative_to(ROOT)} lab notebooks/{root}       # open the chapters in JupyterLab")
     print(f"    {python.relative_to(ROOT)} -m llm_tutorial doctor  # check the environment and the data")
     print("    open _build/html/index.html in a browser             # read the book", flush=True)
+
+
+PDF = ROOT / "_build" / "pdf" / "llm-tutorial.pdf"
+
+
+def print_pdf(chromium: str, source: Path, target: Path) -> None:
+    """Print one HTML page to PDF with headless Chromium, served over HTTP from its folder (fonts and
+    scripts load as they do online), after MathJax and the diagrams have had time to finish."""
+    import http.server
+    import threading
+    from functools import partial
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(source.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial_pdf = target.with_suffix(".partial.pdf")
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            run(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+                "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
+                "--no-pdf-header-footer", "--virtual-time-budget=60000", "--run-all-compositor-stages-before-draw",
+                f"--print-to-pdf={partial_pdf}", f"http://127.0.0.1:{server.server_address[1]}/{source.name}")
+    finally:
+        server.shutdown()
+    if not partial_pdf.is_file() or partial_pdf.stat().st_size == 0:
+        sys.exit("[tasks] Chromium wrote no PDF")
+    partial_pdf.replace(target)
+
+
+def pdf(_: argparse.Namespace) -> None:
+    """The whole book as one PDF: the single-page build printed by headless Chromium, offline."""
+    ensure_environment(READER_EXTRAS)
+    chromium = ensure_chromium()
+    if chromium is None:
+        sys.exit("[tasks] the PDF needs Chromium or Chrome: install Debian's 'chromium' (apt-get install chromium)")
+    run(venv_bin("jupyter-book"), "build", ".", "--builder", "singlehtml")
+    # Jupyter Book writes the single page as book/preface.html with links relative to the build's
+    # root (_static/, _images/): put a copy where those links resolve.
+    single = ROOT / "_build" / "singlehtml"
+    page = single / "llm-tutorial.html"
+    page.write_text((single / "book" / "preface.html").read_text(encoding="utf-8"), encoding="utf-8")
+    print_pdf(chromium, page, PDF)
+    say(f"PDF written: {PDF.relative_to(ROOT)} ({PDF.stat().st_size / 2**20:.1f} MiB)")
 
 
 def test_environment() -> dict[str, str]:
@@ -200,6 +219,8 @@ def test(args: argparse.Namespace) -> None:
     execute_notebooks(students, env)
     build_book(strict=True)
     chromium = ensure_chromium()
+    if chromium:
+        pdf(args)
     render_env = {**env, "LLM_TUTORIAL_CHROMIUM": chromium or ""}
     run(python, "-m", "pytest", "tests/rendering", "-q", "-rs", env=render_env)
     say(f"all checks passed in {time.monotonic() - started:.0f} s")
@@ -316,6 +337,7 @@ def main() -> None:
     execute = commands.add_parser("execute", help="re-execute chapter notebooks in full, in place, with cell timings")
     execute.add_argument("notebooks", nargs="+", type=Path, metavar="NOTEBOOK")
     execute.set_defaults(func=execute_in_full)
+    commands.add_parser("pdf", help="print the whole book to _build/pdf/llm-tutorial.pdf").set_defaults(func=pdf)
     runtimes = commands.add_parser("runtimes", help="regenerate the run-time table of book/setup.md")
     runtimes.add_argument("--check", action="store_true", help="only say whether the table is up to date")
     runtimes.set_defaults(func=update_runtimes)
