@@ -107,6 +107,18 @@ def noto_folder() -> Path:
     return _unpacked(NOTO_SANS_SC, "noto-sans-sc", wanted)
 
 
+def write_favicon_ico(path: Path) -> None:
+    """/favicon.ico beside the pages' SVG icon: browsers still ask for it at the site's root."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((0, 0, 31, 31), radius=6, fill=(44, 95, 138, 255))
+    draw.rectangle((9, 7, 13, 24), fill="white")  # an "L", drawn without needing a font
+    draw.rectangle((9, 20, 23, 24), fill="white")
+    image.save(path, format="ICO", sizes=[(32, 32), (16, 16)])
+
+
 # ------------------------------------------------------------------------------------ diagrams --
 
 
@@ -304,6 +316,7 @@ def _build_finished(app: Sphinx, exception) -> None:
     source = mermaid_folder()
     for name in ("mermaid.min.js", "LICENSE"):
         shutil.copyfile(source / name, static / "mermaid" / name)
+    write_favicon_ico(Path(app.outdir) / "favicon.ico")
     characters, size = write_cjk_font(Path(app.outdir))
     logger.info(f"[book_assets] Chinese font subset: {characters} characters, {size / 1024:.0f} KiB")
 
