@@ -169,3 +169,15 @@ def test_every_glued_figure_in_the_prose_is_glued_by_a_cell(path):
         for output in cell.get("outputs", [])
     }
     assert not used - glued, f"{path.stem}: glued in prose but not by any cell: {sorted(used - glued)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_figures_are_vector_graphics(path):
+    """Figures are saved as SVG (``plotting.use_book_style()``): sharp on high-density screens and in
+    the PDF. A bitmap-only figure is a chapter that forgot the book's style."""
+    bitmaps = [
+        index for index, cell in enumerate(load(path)["cells"]) if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+        if "image/png" in output.get("data", {}) and "image/svg+xml" not in output.get("data", {})
+    ]
+    assert not bitmaps, f"{path.stem}: PNG-only figures in cells {bitmaps} (call use_book_style() in the imports cell)"
