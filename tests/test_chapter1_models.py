@@ -82,6 +82,23 @@ def test_higher_order_fits_training_text_better():
     assert nll == sorted(nll, reverse=True)
 
 
+def test_ngram_token_nll_is_each_tokens_loss_and_averages_to_nll():
+    vocab = 6
+    ids = random_ids(300, vocab, seed=5)
+    model = NGramLM(3, vocab).fit(ids)
+    losses = model.token_nll(ids[:40])
+    assert losses.shape == (40,) and losses.dtype == torch.float64
+    # independent reference: token t from its own context, read off the full distribution
+    for t in (0, 1, 2, 17, 39):
+        p = model.distribution(ids[max(0, t - 2) : t])[ids[t]].item()
+        assert losses[t].item() == pytest.approx(-math.log(p), rel=1e-12)
+    assert model.nll(ids[:40]) == pytest.approx(losses.mean().item(), rel=1e-12)
+    with pytest.raises(ValueError, match="empty"):
+        model.token_nll([])
+    with pytest.raises(ValueError, match=r"\[0, 6\)"):
+        model.token_nll([1, 6])
+
+
 def test_ngram_samples_follow_the_counts():
     # After "ab" the training text always continues with "c": a trigram model must say so.
     ids = [0, 1, 2] * 50

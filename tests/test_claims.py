@@ -32,6 +32,82 @@ def results():
 # ---------------------------------------------------------------------------------------- ch01 --
 
 
+def test_ch01_kneser_ney_beats_the_feed_forward_model_beyond_noise(results):
+    """"Kneser–Ney … is ahead of our small neural model … the difference is real, not noise."""
+    r = results("ch01")
+    assert r["kn_val_nll"] < r["neural_val_nll"]
+    assert r["neural_minus_kn_val"] == pytest.approx(r["neural_val_nll"] - r["kn_val_nll"], abs=2e-3)
+    assert 0 < r["neural_minus_kn_val_low"] <= r["neural_minus_kn_val"] <= r["neural_minus_kn_val_high"]
+
+
+def test_ch01_add_one_turns_upward_after_its_best_order(results):
+    """"With add-one smoothing the perplexity is lowest at order k and turns upward after it"."""
+    r = results("ch01")
+    ppl, best = r["addk_val_ppl_by_order"], r["addk_best_order"]
+    assert best < len(ppl), "the best add-one order must not be the last one tried"
+    assert ppl[best - 1] == min(ppl)
+    assert all(a < b for a, b in zip(ppl[best - 1 :], ppl[best:])), "rises after the best order"
+
+
+def test_ch01_kneser_ney_improves_to_its_best_order_then_stops_gaining(results):
+    """"Kneser–Ney keeps improving up to order n … at the last order it stops gaining"."""
+    r = results("ch01")
+    ppl, best = r["kn_val_ppl_by_order"], r["kn_best_order"]
+    assert best < r["kn_max_order"] == len(ppl)
+    assert all(a > b for a, b in zip(ppl[: best - 1], ppl[1:best])), "falls up to the best order"
+    assert r["kn_max_order_val_ppl"] > r["kn_val_ppl"] == pytest.approx(min(ppl))
+
+
+def test_ch01_both_models_cut_65_choices_to_about_five(results):
+    """"Both kinds of model cut the uncertainty from 65 choices to about five"."""
+    r = results("ch01")
+    for ppl in (r["kn_val_ppl"], r["neural_val_ppl"]):
+        assert 4.0 <= ppl <= 6.0
+        assert ppl < r["unigram_val_ppl"] < 65
+
+
+def test_ch01_training_loss_makes_most_of_its_fall_early(results):
+    """"makes 90% of its whole fall in the first k of N steps, then falls slowly"."""
+    r = results("ch01")
+    # 90% of the fall in under half the steps: the first part falls more than 9× faster than the rest
+    assert r["steps_to_90pct_fall"] < r["neural_steps"] / 2
+
+
+def test_ch01_neural_model_overfitting_is_too_small_to_detect(results):
+    """"held-out minus held-in … with an interval that contains zero: any over-fitting is too small to detect"."""
+    r = results("ch01")
+    assert r["neural_overfit_gap_low"] < 0 < r["neural_overfit_gap_high"]
+    assert r["neural_overfit_gap"] == pytest.approx(r["neural_heldout_nll"] - r["neural_heldin_nll"], abs=1e-6)
+
+
+def test_ch01_most_of_the_neural_gap_is_a_change_of_text(results):
+    """"Validation minus held-out … clearly above zero: most of the gap … is the validation text being harder"."""
+    r = results("ch01")
+    assert r["neural_shift_gap_low"] > 0
+    assert r["neural_shift_gap"] > r["neural_overfit_gap"]
+    assert r["neural_shift_gap"] > (r["neural_val_nll"] - r["neural_heldin_nll"]) / 2
+
+
+def test_ch01_the_6gram_memorises_far_more_than_the_neural_model(results):
+    """"an over-fitting gap of … a table of counts remembers every 6-gram it was shown"."""
+    r = results("ch01")
+    assert r["kn_overfit_gap_low"] > 0
+    assert r["kn_overfit_gap_low"] > r["neural_overfit_gap_high"]
+
+
+def test_ch01_validation_is_harder_for_both_models_alike(results):
+    """"Its change-of-text gap … overlaps the neural model's … harder for both models by about the same amount"."""
+    r = results("ch01")
+    assert r["kn_shift_gap_low"] > 0
+    assert r["kn_shift_gap_low"] < r["neural_shift_gap_high"] and r["neural_shift_gap_low"] < r["kn_shift_gap_high"]
+
+
+def test_ch01_the_6gram_is_ahead_on_the_random_held_out_slice_too(results):
+    """"on the random held-out slice it is still ahead of the neural model"."""
+    r = results("ch01")
+    assert r["kn_heldout_nll"] < r["neural_heldout_nll"]
+
+
 # ---------------------------------------------------------------------------------------- ch02 --
 
 

@@ -111,13 +111,21 @@ class NGramLM:
         """The full next-token distribution (vocab_size,), which sums to one."""
         return torch.tensor([self.prob(context, w) for w in range(self.vocab_size)], dtype=torch.float64)
 
-    def nll(self, ids: Sequence[int] | torch.Tensor) -> float:
-        """Mean negative log-likelihood (nats per token) of ``ids``; token t sees ids[:t] only."""
+    def token_nll(self, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood (nats) of each token of ``ids``: a ``(len(ids),)`` float64 tensor.
+
+        Token t sees ids[:t] only (its last ``order - 1`` tokens), so the first tokens use lower
+        orders. Per-token losses are what a paired comparison or a bootstrap interval needs.
+        """
         ids = self._as_list(ids, "ids")
         if not ids:
             raise ValueError("ids is empty")
-        total = sum(-math.log(self.prob(ids[max(0, t - self.order + 1) : t], w)) for t, w in enumerate(ids))
-        return total / len(ids)
+        return torch.tensor([-math.log(self.prob(ids[max(0, t - self.order + 1) : t], w)) for t, w in enumerate(ids)],
+                            dtype=torch.float64)
+
+    def nll(self, ids: Sequence[int] | torch.Tensor) -> float:
+        """Mean negative log-likelihood (nats per token) of ``ids``; token t sees ids[:t] only."""
+        return self.token_nll(ids).mean().item()
 
     def sample(self, context: Sequence[int], num_tokens: int, generator: torch.Generator | None = None) -> list[int]:
         """Continue ``context`` by ``num_tokens`` tokens drawn from the model."""
