@@ -61,6 +61,16 @@ def quick_mode() -> bool:
     return os.environ.get(QUICK_ENV, "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def progress_bars(requested: bool = True) -> bool:
+    """Whether to draw a progress bar: when asked for, unless ``TQDM_DISABLE=1`` says no one is watching.
+
+    ``tasks.py`` sets ``TQDM_DISABLE=1`` when it executes notebooks for the record or for CI, so
+    that bar updates are never saved as stderr on the published pages. tqdm reads the variable
+    only when ``disable`` is not passed; the package passes it, so it asks here.
+    """
+    return bool(requested) and os.environ.get("TQDM_DISABLE", "").strip().lower() not in {"1", "true", "yes", "on"}
+
+
 def scaled(full: int, quick: int) -> int:
     """``full`` normally, ``quick`` in quick mode. Use for step counts and sample sizes only."""
     return quick if quick_mode() else full

@@ -91,3 +91,27 @@ def test_the_report_does_not_import_triton_or_transformers():
             "print(sorted(m for m in ('triton', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "[]"
+
+
+def test_progress_bars_respect_tqdm_disable(monkeypatch):
+    """Recorded runs set TQDM_DISABLE=1; the package passes ``disable`` to tqdm explicitly, which
+    would override tqdm's own reading of the variable, so it must honour it itself."""
+    from llm_tutorial.runtime import progress_bars
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert progress_bars() and progress_bars(True) and not progress_bars(False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not progress_bars(True)
+
+
+def test_trainer_draws_no_bar_when_tqdm_is_disabled(monkeypatch, capsys):
+    import torch
+
+    from llm_tutorial.train import TrainConfig, Trainer
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    model = torch.nn.Linear(3, 1)
+    batches = lambda n, g: (torch.randn(n, 3, generator=g), torch.randn(n, 1, generator=g))  # noqa: E731
+    loss = lambda m, batch: torch.nn.functional.mse_loss(m(batch[0]), batch[1])  # noqa: E731
+    Trainer(model, loss, batches, TrainConfig(max_steps=3, batch_size=2, warmup_steps=1, progress=True)).fit()
+    assert "training" not in capsys.readouterr().err

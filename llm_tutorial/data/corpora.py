@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..runtime import progress_bars
+
 DATA_ENV = "LLM_TUTORIAL_DATA"
 CACHE_ENV = "LLM_TUTORIAL_CACHE"
 
@@ -162,7 +164,8 @@ def _fetch(url: str) -> bytes:
     with urllib.request.urlopen(request, timeout=60) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         chunks = []
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {url.rsplit('/', 1)[-1]}") as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {url.rsplit('/', 1)[-1]}",
+                  disable=not progress_bars()) as bar:
             for chunk in iter(lambda: response.read(1 << 16), b""):
                 chunks.append(chunk)
                 bar.update(len(chunk))

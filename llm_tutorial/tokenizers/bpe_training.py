@@ -42,6 +42,7 @@ from tqdm import tqdm
 from .._checks import check_int
 from ._common import check_text
 from .pretokenize import pretokenize_bytes, split_special_tokens
+from ..runtime import progress_bars
 
 Pair = tuple[int, int]
 
@@ -156,7 +157,7 @@ def learn_merges(
     check_int(num_merges, "num_merges", 0)
     index = PairIndex(pretoken_counts)
     merges: list[tuple[bytes, bytes]] = []
-    with tqdm(total=num_merges, desc="BPE merges", unit="merge", disable=not progress) as bar:
+    with tqdm(total=num_merges, desc="BPE merges", unit="merge", disable=not progress_bars(progress)) as bar:
         while len(merges) < num_merges:
             pair = index.pop_best_pair()
             if pair is None:

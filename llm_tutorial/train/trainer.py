@@ -54,6 +54,7 @@ from .history import History
 from .optimizer import build_adamw
 from .precision import autocast, autocast_dtype
 from .rng import RandomState
+from ..runtime import progress_bars
 
 BatchSource = Callable[[int, torch.Generator], Batch]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -182,7 +183,7 @@ class Trainer:
         if self.val_batches is not None and self.step == 0 and not self.history.eval_step:
             self.evaluate()
         bar = tqdm(total=config.max_steps, initial=self.step, desc="training", unit="step",
-                   disable=not (config.progress and self.process.is_main), dynamic_ncols=True)
+                   disable=not (progress_bars(config.progress) and self.process.is_main), dynamic_ncols=True)
         try:
             while self.step < until:
                 self._train_step()
