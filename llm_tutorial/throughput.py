@@ -97,6 +97,33 @@ def benchmark(
     }
 
 
+def training_throughput(
+    config: str = "shakespeare-char",
+    *,
+    overrides: list[str] | tuple[str, ...] = (),
+    steps: int = 20,
+    warmup_steps: int = 3,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Training tokens/s of the run ``config`` (with ``section.key=value`` ``overrides``) alone:
+    the training half of :func:`benchmark`, for choosing a configuration by its speed.
+
+    Builds the run's GPT from its seed, runs the real :class:`~llm_tutorial.train.Trainer` for
+    ``warmup_steps`` untimed and ``steps`` timed steps, and returns the training figures of
+    :func:`benchmark` (``tokens_per_s = steps · batch_size · grad_accum_steps · context / seconds``)
+    with the model's ``parameters`` added."""
+    check_int(steps, "steps", 1)
+    check_int(warmup_steps, "warmup_steps", 0)
+    run = load_run_config(config, overrides)
+    device = get_device(device or run.device)
+    prepared = prepare_run(run)
+    seed_everything(run.train.seed)
+    model = GPT(prepared.model_config).to(device)
+    model.check_token_range = False  # ids come from the tokenizer, as in training
+    figures = _time_training(model, run.train, prepared.batches("train"), prepared.context, steps, warmup_steps)
+    return {"parameters": model.num_parameters(), **figures}
+
+
 def _time_training(
     model: GPT, train_config: Any, batches: Callable[[int, torch.Generator], Any], context: int, steps: int,
     warmup_steps: int,

@@ -45,3 +45,21 @@ def test_bad_benchmark_arguments(capsys):
         benchmark("shakespeare-char", steps=0)
     with pytest.raises(ValueError, match="unknown section 'modle'"):
         benchmark("shakespeare-char", overrides=["modle.n_layer=2"])
+
+
+def test_training_throughput_times_the_trainer_of_a_config():
+    from llm_tutorial.models.gpt import GPT, GPTConfig
+    from llm_tutorial.throughput import training_throughput
+
+    result = training_throughput("shakespeare-char", overrides=TINY, steps=3, warmup_steps=1)
+    assert result["steps"] == 3 and result["warmup_steps"] == 1 and result["batch_size"] == 4
+    assert result["context_length"] == 12
+    assert result["tokens_per_s"] == pytest.approx(3 * 4 * 12 / result["seconds"])
+    assert result["seconds"] > 0 and result["final_train_loss"] > 0
+    # the parameter count is the configured model's, built independently here
+    reference = GPT(GPTConfig.preset("gpt2", vocab_size=65, n_layer=1, n_head=2, d_model=16, context_length=12))
+    assert result["parameters"] == reference.num_parameters()
+    with pytest.raises(ValueError, match="steps"):
+        training_throughput("shakespeare-char", overrides=TINY, steps=0)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        training_throughput("shakespeare-char", overrides=TINY, warmup_steps=-1)
