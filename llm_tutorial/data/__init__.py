@@ -14,6 +14,7 @@ from .corpora import (
     load_text,
     load_translation_pairs,
 )
+from .translation import normalise_chinese, normalise_english, split_translation_pairs, translation_components
 
 __all__ = [
     "CORPORA",
@@ -25,5 +26,9 @@ __all__ = [
     "get_batch",
     "load_text",
     "load_translation_pairs",
+    "normalise_chinese",
+    "normalise_english",
+    "split_translation_pairs",
     "train_val_split",
+    "translation_components",
 ]
