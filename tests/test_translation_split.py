@@ -129,3 +129,13 @@ def test_translation_memory_bad_inputs():
         TranslationMemory([("English only",)])
     with pytest.raises(TypeError, match="list of sentences"):
         TranslationMemory([("a", "甲")]).translate("a")
+
+
+def test_pad_sequences_fills_after_each_row():
+    from llm_tutorial.data import pad_sequences
+
+    assert pad_sequences([[1, 2, 3], [4]], 0).tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert pad_sequences([[5]], -1).tolist() == [[5]]
+    for bad in ([], [[]], [[1], []], "ab"):
+        with pytest.raises(ValueError, match="pad_sequences"):
+            pad_sequences(bad, 0)

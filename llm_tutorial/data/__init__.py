@@ -4,7 +4,7 @@ The examples of each pre-training objective (MLM, NSP, CLM, RTD) live in
 ``llm_tutorial.data.pretraining_examples``.
 """
 
-from .batching import encode_corpus, get_batch, train_val_split
+from .batching import encode_corpus, get_batch, pad_sequences, train_val_split
 from .corpora import (
     CORPORA,
     ChecksumError,
@@ -28,6 +28,7 @@ __all__ = [
     "load_translation_pairs",
     "normalise_chinese",
     "normalise_english",
+    "pad_sequences",
     "split_translation_pairs",
     "train_val_split",
     "translation_components",
