@@ -4,7 +4,7 @@ The examples of each pre-training objective (MLM, NSP, CLM, RTD) live in
 ``llm_tutorial.data.pretraining_examples``.
 """
 
-from .batching import encode_corpus, get_batch, train_val_split
+from .batching import encode_corpus, get_batch, pad_sequences, train_val_split
 from .corpora import (
     CORPORA,
     ChecksumError,
@@ -14,6 +14,7 @@ from .corpora import (
     load_text,
     load_translation_pairs,
 )
+from .translation import normalise_chinese, normalise_english, split_translation_pairs, translation_components
 
 __all__ = [
     "CORPORA",
@@ -25,5 +26,10 @@ __all__ = [
     "get_batch",
     "load_text",
     "load_translation_pairs",
+    "normalise_chinese",
+    "normalise_english",
+    "pad_sequences",
+    "split_translation_pairs",
     "train_val_split",
+    "translation_components",
 ]

@@ -63,3 +63,19 @@ def encode_corpus(ids: list[int], vocab_size: int) -> torch.Tensor:
     tensor = torch.tensor(ids, dtype=torch.long)
     check_token_ids(tensor, "ids", vocab_size)
     return tensor
+
+
+def pad_sequences(sequences: list[list[int]], value: int) -> torch.Tensor:
+    """Lists of ids of different lengths -> one (B, T_max) tensor, each row filled with ``value`` after its ids.
+
+    Batches of sentences (translation pairs, questions) differ in length; the model reads one
+    rectangle, and a mask (``ids != value`` for a padding id) tells it which positions are real.
+    """
+    if not isinstance(sequences, (list, tuple)) or len(sequences) == 0:
+        raise ValueError("pad_sequences needs a non-empty list of id lists")
+    if any(not isinstance(ids, (list, tuple)) or len(ids) == 0 for ids in sequences):
+        raise ValueError("pad_sequences: every sequence must be a non-empty list of ids")
+    out = torch.full((len(sequences), max(map(len, sequences))), value, dtype=torch.long)  # (B, T_max)
+    for row, ids in enumerate(sequences):
+        out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
