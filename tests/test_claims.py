@@ -54,7 +54,7 @@ def results():
 
 
 def test_ch08_kv_cache_speedup_grows_with_length(results):
-    """8.3.1: "the speed-up grows with the length"; the cache is faster at every length timed."""
+    """8.3.1: "the speed-up grows with the length", from the shortest length timed to the longest."""
     r = results("ch08")
     assert r["kv_speedup_shortest"] > 1
     assert r["kv_speedup_longest"] > 2 * r["kv_speedup_shortest"]
