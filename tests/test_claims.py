@@ -34,6 +34,50 @@ def results():
 
 # ---------------------------------------------------------------------------------------- ch02 --
 
+def test_ch02_causal_decoder_prefix_does_not_move_bidirectional_encoder_does(results):
+    """§2.1: changing the last target token leaves every earlier decoder output exactly unchanged;
+    changing the first source token moves every encoder position."""
+    r = results("ch02")
+    assert r["decoder_prefix_moved"] == 0
+    assert r["encoder_min_moved"] > 0
+
+
+def test_ch02_gpt_is_exactly_blind_to_the_future_bert_is_not(results):
+    """§2.4: one changed token moves every BERT position (a little) and no GPT position before it."""
+    r = results("ch02")
+    assert r["gpt_before_moved"] == 0
+    assert r["bert_min_moved"] > 0
+
+
+def test_ch02_training_moves_the_gpt_from_log_v(results):
+    """§2.2: the validation loss starts at log V (a uniform guess) and training cuts it by over 2 nats."""
+    r = results("ch02")
+    assert abs(r["gpt_val_first"] - r["log_v"]) < 0.05
+    assert r["gpt_val_final"] < r["log_v"] - 2
+
+
+def test_ch02_training_concentrates_every_head(results):
+    """§2.2: untrained heads are uniform (relative entropy ≈ 1); after training every head is sharper
+    than any untrained one."""
+    r = results("ch02")
+    assert r["untrained_entropy_min"] > 0.98
+    assert r["trained_entropy_max"] < r["untrained_entropy_min"]
+
+
+def test_ch02_untrained_losses_sit_at_their_closed_forms(results):
+    """§2.3: binary losses at log 2 within the spread of five initialisations; MLM at log V + σ²/2;
+    the tied-embedding GPT below log V + σ²/2 by several spreads, a gap the current-token lift accounts for."""
+    import math
+
+    r = results("ch02")
+    assert abs(r["nsp_untrained"] - math.log(2)) < 2 * r["nsp_untrained_std"]
+    assert abs(r["rtd_disc_untrained"] - math.log(2)) < 2 * r["rtd_disc_std"]
+    assert abs(r["mlm_untrained"] - r["mlm_expected"]) < 0.01
+    assert abs(r["clm_untrained"] - r["log_v"]) < r["clm_untrained_std"]
+    assert r["clm_gap"] > 2 * r["clm_untrained_std"]
+    assert abs(r["lift_product"] - r["clm_gap"]) < 0.25 * r["clm_gap"]
+
+
 
 # ---------------------------------------------------------------------------------------- ch03 --
 
