@@ -79,6 +79,23 @@ def test_ch02_untrained_losses_sit_at_their_closed_forms(results):
 
 
 
+def test_ch02_gap_parts_memorisation_and_different_text(results):
+    """§2.2: unseen blocks of the training plays score worse than trained-on blocks (memorisation), and
+    the validation split worse again (different text); the two parts add up to the whole gap."""
+    r = results("ch02")
+    assert r["memorised_low"] <= r["memorised_gap"] <= r["memorised_high"]
+    assert r["shift_low"] <= r["shift_gap"] <= r["shift_high"]
+    assert r["memorised_gap"] > 0 and r["shift_gap"] > 0
+    assert abs(r["memorised_gap"] + r["shift_gap"] - (r["val_split_loss"] - r["heldin_loss"])) < 1e-9
+
+
+def test_ch02_first_column_comes_from_the_first_line(results):
+    """§2.2: on average the first token gets little weight; the bright first column of the sentence's
+    map comes from its first line, whose queries put more weight there than any head does on average."""
+    r = results("ch02")
+    assert r["break_head_first"] > r["trained_first_max"]
+
+
 # ---------------------------------------------------------------------------------------- ch03 --
 
 
