@@ -96,6 +96,21 @@ def test_ch02_first_column_comes_from_the_first_line(results):
     assert r["break_head_first"] > r["trained_first_max"]
 
 
+def test_ch02_memorisation_is_the_larger_part_of_the_gap(results):
+    """§2.2: memorisation (held-out − held-in) is larger than the shift to the validation plays, and the
+    logged training loss is close to the held-in loss."""
+    r = results("ch02")
+    assert r["memorised_gap"] > r["shift_gap"]
+    assert r["memorised_low"] > 0 and r["shift_low"] > 0
+    assert abs(r["logged_train_loss"] - r["heldin_loss"]) < 0.05
+
+
+def test_ch02_local_heads_in_layer_1_line_break_heads_in_layer_2(results):
+    """Summary: local heads in layer 1, heads anchored on line breaks in layer 2."""
+    r = results("ch02")
+    assert r["local_head"].startswith("layer 1") and r["break_head"].startswith("layer 2")
+
+
 # ---------------------------------------------------------------------------------------- ch03 --
 
 
