@@ -48,6 +48,9 @@ def test_ch03_block_by_hand_equals_the_package_and_residuals_carry_the_gradient(
     assert r["residual_grad_depth16"] > r["plain_grad_depth1"]
     for name in ("prenorm_grad_depth32", "postnorm_grad_depth32"):  # "of the same order" as one layer
         assert 0.1 < r[name] / r["plain_grad_depth1"] < 10
+    # near the output, post-norm's last layer gets as much as a one-layer network, pre-norm's less
+    assert abs(r["postnorm_last_grad_depth32"] / r["plain_grad_depth1"] - 1) < 0.2
+    assert r["postnorm_last_grad_depth32"] > 1.2 * r["prenorm_last_grad_depth32"]
 
 
 def test_ch03_scaling_keeps_the_softmax_gradient_and_rotations_are_exact(results):
