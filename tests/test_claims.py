@@ -73,6 +73,18 @@ def test_ch03_both_pretrained_models_beat_the_unigram_baseline_and_end_close(res
     assert abs(r["cloze_all_diff"]) < 0.1
 
 
+def test_ch03_gpt_gap_is_mostly_a_change_of_text_and_the_bert_shows_neither(results):
+    """§3.2: trained-on vs random held-out blocks (over-fitting) and held-out blocks vs the
+    validation text (change of text), with bootstrap intervals over 1,024-character blocks."""
+    r = results("ch03")
+    assert r["gpt_overfit_gap_low"] > 0  # a small over-fitting gap, outside the noise
+    assert r["gpt_shift_gap_low"] > 0  # a change-of-text gap, outside the noise
+    assert r["gpt_shift_gap"] > r["gpt_overfit_gap"]  # "a larger one"
+    assert r["bert_overfit_gap_low"] < 0 < r["bert_overfit_gap_high"]  # neither for the BERT
+    assert r["bert_shift_gap_low"] < 0 < r["bert_shift_gap_high"]
+    assert r["cloze_all_diff_high"] < 0  # "a small lead for the BERT, outside the noise"
+
+
 def test_ch03_bert_wins_first_letters_gpt_wins_last_letters(results):
     """§3.2: at the same masked validation positions the BERT is better at first letters of words and
     at spaces and punctuation, the GPT at last letters — intervals that exclude 0."""
