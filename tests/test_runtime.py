@@ -91,3 +91,16 @@ def test_the_report_does_not_import_triton_or_transformers():
             "print(sorted(m for m in ('triton', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_printed_report_shows_no_absolute_folders(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("LLM_TUTORIAL_DATA", str(tmp_path / "shared" / "data"))
+    monkeypatch.setenv("LLM_TUTORIAL_CACHE", str(home / ".cache" / "llm-tutorial"))
+    report = environment_report()
+    assert report.data_folder == str(tmp_path / "shared" / "data")  # as_dict keeps the full path
+    text = str(report)
+    assert str(tmp_path) not in text
+    assert "data_folder       .../data" in text
+    assert "cache_folder      ~/.cache/llm-tutorial" in text
