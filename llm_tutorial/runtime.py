@@ -80,7 +80,10 @@ def scaled(full: int, quick: int) -> int:
 class EnvironmentReport:
     """What the book's code runs with: versions, the device, and where the data comes from.
 
-    ``str(report)`` is an aligned two-column table; :meth:`as_dict` gives the raw values.
+    ``str(report)`` is an aligned two-column table, meant to be printed in a notebook or pasted into
+    a question, so it shows folders relative to the home directory (``~/...``) and otherwise only
+    their last part (``.../data``): a page should not publish the layout of the machine that built
+    it. :meth:`as_dict` gives the raw values, full paths included.
     """
 
     python: str
@@ -110,7 +113,16 @@ class EnvironmentReport:
                 return ", ".join(value) or "none"
             return str(value)
 
+        def shown_folder(folder: str | None) -> str:
+            if folder is None:
+                return "—"
+            path, home = Path(folder), Path.home()
+            if path == home or home in path.parents:
+                return str(Path("~") / path.relative_to(home))
+            return f".../{path.name}" if path.name else str(path)
+
         rows = self.as_dict()
+        rows["data_folder"], rows["cache_folder"] = shown_folder(self.data_folder), shown_folder(self.cache_folder)
         width = max(map(len, rows))
         return "\n".join(f"{name:<{width}}  {shown(value)}" for name, value in rows.items())
 

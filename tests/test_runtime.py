@@ -115,3 +115,16 @@ def test_trainer_draws_no_bar_when_tqdm_is_disabled(monkeypatch, capsys):
     loss = lambda m, batch: torch.nn.functional.mse_loss(m(batch[0]), batch[1])  # noqa: E731
     Trainer(model, loss, batches, TrainConfig(max_steps=3, batch_size=2, warmup_steps=1, progress=True)).fit()
     assert "training" not in capsys.readouterr().err
+
+
+def test_the_printed_report_shows_no_absolute_folders(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("LLM_TUTORIAL_DATA", str(tmp_path / "shared" / "data"))
+    monkeypatch.setenv("LLM_TUTORIAL_CACHE", str(home / ".cache" / "llm-tutorial"))
+    report = environment_report()
+    assert report.data_folder == str(tmp_path / "shared" / "data")  # as_dict keeps the full path
+    text = str(report)
+    assert str(tmp_path) not in text
+    assert "data_folder       .../data" in text
+    assert "cache_folder      ~/.cache/llm-tutorial" in text

@@ -159,6 +159,40 @@ def test_trained_bpe_ids_equal_tiktoken_on_random_unicode(trained, text):
     assert tokenizer.encode_ordinary(text) == tiktoken_of(tokenizer).encode_ordinary(text)
 
 
+# ------------------------------------------------------------------- when ranks do not fix the ids
+# We merge a learned *pair*; tiktoken merges any two parts whose *joined bytes* are a token. The two
+# agree only if every token is reached through its own merge (module docstring of tokenizers.bpe).
+
+
+def test_pair_ranks_and_byte_ranks_differ_when_a_token_is_not_reached_by_its_own_merge():
+    # "bc" is learned before "ab", so "abc" becomes (a, bc), a pair that was never merged; tiktoken
+    # joins a + bc to the token "abc" anyway.
+    tokenizer = ByteLevelBPE([(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")])
+    reference = tiktoken_of(tokenizer)
+    assert tokenizer.encode("abc") == [97, 256]
+    assert reference.encode("abc") == [258]
+    assert tokenizer.encode("xabcx") == [120, 97, 256, 120]
+    assert reference.encode("xabcx") == [120, 258, 120]
+    assert tokenizer.tokens_not_encoding_to_themselves() == [258]
+
+
+def test_condition_holds_for_a_vocabulary_where_both_rules_agree():
+    tokenizer = ByteLevelBPE([(b"a", b"b"), (b"b", b"c"), (b"ab", b"c")])  # "ab" first: abc = ab + c
+    assert tokenizer.tokens_not_encoding_to_themselves() == []
+    reference = tiktoken_of(tokenizer)
+    for text in ("abc", "abcabc", "bcab", "aabcc", "cba"):
+        assert tokenizer.encode(text) == reference.encode(text), text
+
+
+def test_condition_holds_for_gpt2_merges(gpt2):
+    assert gpt2.tokens_not_encoding_to_themselves() == []
+
+
+def test_condition_holds_for_trained_merges(trained):
+    tokenizer, _ = trained
+    assert tokenizer.tokens_not_encoding_to_themselves() == []
+
+
 # ------------------------------------------------------------------- training vs a naive reference
 
 

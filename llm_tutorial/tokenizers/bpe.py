@@ -21,9 +21,23 @@ and word pieces rather than on ``"dog."``, ``"dog!"`` and ``"dog?"``.
 
 **Why ranks.** To encode a piece we replay the training: start from its bytes and repeatedly
 merge the adjacent pair that was learned *earliest* (the lowest *rank*), until no adjacent pair is
-a learned merge. Merge ``k`` creates token id ``256 + k``, so a token's id is also its rank; this
-is exactly how tiktoken encodes, which is why :meth:`ByteLevelBPE.mergeable_ranks` can hand our
-vocabulary to tiktoken and get the same ids back.
+a learned merge. Merge ``k`` creates token id ``256 + k``, so a token's id is also its rank, and
+:meth:`ByteLevelBPE.mergeable_ranks` hands our vocabulary to tiktoken in its own form.
+
+**When tiktoken gives the same ids — a condition, not a given.** The two encoders rank different
+things. We merge an adjacent *pair of tokens* only if that pair is a learned merge, at the merge's
+rank. tiktoken merges any two adjacent parts whose *joined bytes* are a token, at that token's rank,
+and it returns a piece that is a whole token as that one token without merging at all. Both rules
+agree when every token is reached through its own merge. They can differ otherwise: with the merges
+``[(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")]`` we encode ``"abc"`` as ``[97, 256]`` (``a``, ``bc``;
+the pair ``(a, bc)`` was never learned) while tiktoken, built from the same ranks, gives ``[258]``
+(``a`` + ``bc`` joins to the token ``abc``). A *necessary* condition, checked by
+:meth:`ByteLevelBPE.tokens_not_encoding_to_themselves`: our encoder turns every token's own bytes
+into that single token — tiktoken always does, by its whole-token shortcut. It holds for GPT-2's
+50,000 merges and for merges :meth:`ByteLevelBPE.train` learns (training merges only pairs that its
+own segmentation produced), and on those vocabularies the two agree on every text tested
+(``tests/test_tokenizers_bpe.py``); we have not proved the condition sufficient, but a random search
+over thousands of small vocabularies that meet it found no disagreement.
 
 **Special tokens** such as ``<|endoftext|>`` get the ids after the merges. ``encode`` matches them
 before anything else and emits one id each, never splitting them, but only where the caller
@@ -216,6 +230,16 @@ class ByteLevelBPE:
         ``Encoding`` from: ``tiktoken.Encoding(name, pat_str=tok.pattern,
         mergeable_ranks=tok.mergeable_ranks(), special_tokens=tok.special_tokens)``."""
         return {token: token_id for token_id, token in enumerate(self._token_bytes)}
+
+    def tokens_not_encoding_to_themselves(self) -> list[int]:
+        """Ids of merged tokens whose own bytes this encoder does *not* encode as that one token.
+
+        Empty means the merges pass the necessary condition for tiktoken (which ranks joined bytes,
+        not pairs) to give the same ids as this encoder: see the module docstring. A token listed
+        here is a piece on which the two disagree, since tiktoken encodes a whole token as itself.
+        """
+        return [token_id for token_id in range(_NUM_BYTES, len(self._token_bytes))
+                if self._encode_piece(self._token_bytes[token_id]) != (token_id,)]
 
     # ----------------------------------------------------------------------------- encoding
 
