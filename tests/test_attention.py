@@ -93,6 +93,44 @@ def test_fully_masked_row_gives_zeros_not_nan_and_finite_gradients():
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
 
 
+def test_fully_masked_row_has_zero_gradient_and_the_others_match_sdpa():
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 4, 5, 6, generator=generator, dtype=torch.float64) for _ in range(3))
+    mask = torch.rand(2, 1, 5, 5, generator=generator) > 0.4
+    mask[1, 0, 3] = False  # a query that sees no key
+    grad_out = torch.randn(2, 4, 5, 6, generator=generator, dtype=torch.float64)
+    grads = []
+    for attention in (scaled_dot_product_attention, lambda *t: F.scaled_dot_product_attention(*t[:3], attn_mask=t[3])):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        grads.append(torch.autograd.grad(attention(*leaves, mask), leaves, grad_out))
+    for ours, reference in zip(*grads):
+        torch.testing.assert_close(ours, reference)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = scaled_dot_product_attention(*leaves, mask)
+    (d_q,) = torch.autograd.grad(out[1, :, 3].sum(), leaves[0])
+    assert torch.equal(d_q, torch.zeros_like(d_q))
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "padding with an empty row"])
+def test_explicit_attention_saves_one_score_sized_tensor_for_backward(mask_kind):
+    """The A·V product saves the softmax output itself: no second (T_q, T_k) copy (Korthikanti's 2as²b)."""
+    B, H, T, D = 2, 3, 16, 4
+    q, k, v = (torch.randn(B, H, T, D, requires_grad=True) for _ in range(3))
+    mask = {"none": None, "causal": causal_mask(T), "padding with an empty row": torch.rand(B, 1, T, T) > 0.5}[mask_kind]
+    if mask is not None and mask.ndim == 4:
+        mask[0, 0, 5] = False
+    saved = {}
+
+    def pack(tensor):
+        if tensor.dtype.is_floating_point and tensor.shape[-2:] == (T, T) and tensor.numel() >= B * H * T * T:
+            saved[tensor.untyped_storage().data_ptr()] = tensor.shape
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        scaled_dot_product_attention(q, k, v, mask)
+    assert len(saved) == 1, f"expected one saved (B, H, T, T) tensor, got {list(saved.values())}"
+
+
 # ---------------------------------------------------------------- masks
 
 

@@ -113,15 +113,24 @@ def scaled_dot_product_attention(
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
     scores = q @ k.transpose(-2, -1)  # (..., T_q, D) @ (..., D, T_k) -> (..., T_q, T_k)
     scores = scores * scale
+    has_key = None
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k), rows sum to 1
-    if mask is not None:
-        # A fully masked row is softmax(−∞, …, −∞) = NaN; zero it (partial rows are already 0 there).
-        weights = weights.masked_fill(~mask, 0.0)
+        # A query whose every key is masked would get softmax(−∞, …, −∞) = NaN. Such a row is left
+        # unmasked instead (finite weights) and its output zeroed below. Re-masking the weights after
+        # the softmax would do the same, but would make a second (T_q, T_k) tensor that the A·V
+        # product saves for the backward pass: twice the quadratic activation memory.
+        has_key = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1): may this query see any key?
+        scores = scores.masked_fill(~mask & has_key, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k), rows sum to 1; masked keys get exactly 0
     attended = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     out = attended @ v  # (..., T_q, T_k) @ (..., T_k, D_v) -> (..., T_q, D_v)
-    return (out, weights) if return_weights else out
+    if has_key is not None:
+        out = out.masked_fill(~has_key, 0.0)  # fully masked queries: zeros, and zero gradient
+    if not return_weights:
+        return out
+    if has_key is not None:
+        weights = weights.masked_fill(~has_key, 0.0)  # a copy only when the caller asks for the weights
+    return out, weights
 
 
 def causal_mask(T_q: int, T_k: int | None = None, *, device: torch.device | str | None = None) -> torch.Tensor:
@@ -306,8 +315,10 @@ class MultiHeadAttention(nn.Module):
             causal = False
         if impl == "sdpa":
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
-        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p, return_weights=True)
-        self.weights = weights if self.keep_weights else None
+        if not self.keep_weights:
+            self.weights = None
+            return scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p)
+        out, self.weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p, return_weights=True)
         return out
 
     def _attend_triton(
