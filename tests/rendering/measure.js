@@ -86,8 +86,12 @@
         minContrast: contrasts.length ? Math.min(...contrasts) : null,
       });
     }
-    const cjkText = Array.from(document.querySelectorAll("article *"))
-      .filter((e) => e.children.length === 0 && CJK.test(e.textContent)).length;
+    const cjkElements = Array.from(document.querySelectorAll("body *"))
+      .filter((e) => e.children.length === 0 && CJK.test(e.textContent) && e.getClientRects().length);
+    const cjkText = cjkElements.length;
+    const cjkWithoutFont = cjkElements
+      .filter((e) => !getComputedStyle(e).fontFamily.includes("Noto Sans SC subset"))
+      .map((e) => e.tagName.toLowerCase() + ": " + e.textContent.trim().slice(0, 30));
     const faces = Array.from(document.fonts).filter((f) => f.family.replace(/["']/g, "") === "Noto Sans SC subset");
     const wide = [];
     for (const element of document.querySelectorAll("article *")) {
@@ -96,7 +100,11 @@
         wide.push(element.tagName.toLowerCase() + "." + element.className + ": " + element.textContent.trim().slice(0, 40));
       }
     }
+    const inlineMathCut = Array.from(document.querySelectorAll("mjx-container:not([display='true'])"))
+      .filter((m) => !m.closest("div.math, table, .table-wrapper, pre") && m.getBoundingClientRect().right > window.innerWidth + 1)
+      .map((m) => m.textContent.trim().slice(0, 40));
     const result = {
+      inlineMathCut,
       viewport: window.innerWidth,
       theme: document.documentElement.dataset.theme || "",
       pageWidth: document.documentElement.scrollWidth,
@@ -106,6 +114,7 @@
       cjkElements: cjkText,
       cjkFaces: faces.map((f) => f.status),
       cjkRendered: cjkText ? document.fonts.check("16px 'Noto Sans SC subset'", "中文") : null,
+      cjkWithoutFont: cjkWithoutFont.slice(0, 10),
       wideElements: wide.slice(0, 10),
       errors,
     };

@@ -309,6 +309,12 @@ def test_no_page_is_wider_than_a_phone(on_a_phone):
     assert not problems, "pages wider than the 390 px viewport:\n" + "\n".join(problems)
 
 
+def test_inline_math_is_not_cut_off_on_a_phone(on_a_phone):
+    """MathJax cannot break an inline formula: one wider than a phone's line is cut at the edge."""
+    problems = [f"{p.name}: {m['inlineMathCut'][:3]}" for p, m in _measured(on_a_phone).items() if m["inlineMathCut"]]
+    assert not problems, "inline formulas running off a 390 px screen:\n" + "\n".join(problems)
+
+
 @pytest.mark.parametrize("fixture", ["rendered", "on_a_phone"])
 def test_diagram_labels_are_readable(fixture, request):
     results = request.getfixturevalue(fixture)
@@ -345,6 +351,8 @@ def test_chinese_is_drawn_with_the_shipped_font(rendered):
             pages_with_chinese += 1
             if "loaded" not in m["cjkFaces"] or not m["cjkRendered"]:
                 problems.append(f"{page.name}: Noto Sans SC subset faces {m['cjkFaces']}")
+            if m["cjkWithoutFont"]:  # headings, code and SVG labels use other font stacks
+                problems.append(f"{page.name}: Chinese in a font stack without the subset: {m['cjkWithoutFont'][:3]}")
     assert pages_with_chinese >= 2, f"expected Chinese on the glossary and the chapters, found {pages_with_chinese} pages"
     assert not problems, "Chinese without the shipped font:\n" + "\n".join(problems)
 
