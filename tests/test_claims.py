@@ -366,11 +366,11 @@ def test_ch05_batch_32_moves_more_tokens_than_the_preset(results):
     assert r["tokens_5min_wide"] < r["tokens_5min_run"]
 
 
-def test_ch05_character_gpt_meets_the_loss_target_but_not_the_time_target(results):
-    """"below the 1.70 target" on the validation text; "the time target was missed" (over 300 s)."""
+def test_ch05_character_gpt_meets_the_loss_and_the_time_target(results):
+    """"below the 1.70 target" on the validation text; "the time target was met" (within 300 s)."""
     r = results("ch05")
     assert r["char_val_loss"] <= 1.70
-    assert r["char_train_seconds"] > 300
+    assert r["char_train_seconds"] <= 300
 
 
 def test_ch05_train_validation_gap_grows_then_stays_level(results):
