@@ -559,7 +559,7 @@ def test_ch07_profile_matmuls_dominate_attention_near_a_sixth_optimizer_small(re
     shares = {k: v for k, v in r.items() if k.startswith("share_")}
     assert max(shares, key=shares.get) == "share_matmul" and r["share_matmul"] > 0.4
     assert 1 / 12 < r["share_attention"] < 1 / 3  # "close to" T / 6 d_model = 1/6
-    assert r["optimizer_share"] < 0.05  # "a percent or two"
+    assert r["optimizer_share"] < 0.10  # "a few percent"
     assert r["backward_forward_ratio"] > 1.0  # "the backward pass taking longer than the forward"
 
 
