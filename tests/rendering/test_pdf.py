@@ -39,7 +39,13 @@ def pdf_text():
 
     assert PDF.is_file(), f"{PDF} does not exist: run `python3 tasks.py pdf` first"
     reader = PdfReader(PDF)
-    return len(reader.pages), "\n".join(page.extract_text() or "" for page in reader.pages)
+    text = "\n".join(page.extract_text() or "" for page in reader.pages)
+    # Chinese characters drawn from different slices of the subset font come out with spaces
+    # between them ("背 景 介 绍"): join them again, as a reader's eye does.
+    han = r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"
+    text = re.sub(rf"(?<={han})[ \t]+(?={han})", "", text)
+    text = re.sub(rf"(?<={han})[ \t]+(?=[)）])|(?<=[(（])[ \t]+(?={han})", "", text)
+    return len(reader.pages), text
 
 
 def _squash(text: str) -> str:
