@@ -25,7 +25,7 @@ def test_attention_mistakes_cost_only_their_own_exercises(tmp_path):
     all three still scores, because it is graded with the reference helpers."""
     inverted = edited(CH03, "causal_mask", ".tril()", ".tril().logical_not()")
     unscaled = edited(CH03, "attention", " / math.sqrt(q.shape[-1])", "")
-    reshaped = edited(CH03, "heads", "x.view(B, T, n_head, d // n_head).transpose(1, 2)", "x.view(B, n_head, T, d // n_head)")
+    reshaped = edited(CH03, "heads", "x.view(B, T, n_head, d_model // n_head).transpose(1, 2)", "x.view(B, n_head, T, d_model // n_head)")
     reshaped = reshaped.replace("x.transpose(1, 2).reshape(B, T, H * head_dim)", "x.reshape(B, T, H * head_dim)")
     submission = write_submission(tmp_path / "mistakes.ipynb", CH03, causal_mask=inverted, attention=unscaled, heads=reshaped)
     report = grade(submission, CH03, timeout=120)

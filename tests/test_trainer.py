@@ -300,7 +300,8 @@ def test_history_plot_is_labelled():
     assert [line.get_label() for line in ax.get_lines()] == ["train (per step)", "validation"]
 
 
-def test_progress_bar_shows_loss_and_tokens_per_second(capsys):
+def test_progress_bar_shows_loss_and_tokens_per_second(capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # test runs set it: bars are off there by design
     Trainer(TinyLM(), next_token_loss, text_batches, config(progress=True), val_batches=text_batches).fit()
     err = capsys.readouterr().err
     assert "12/12" in err and "loss=" in err and "val=" in err and "tok/s=" in err
