@@ -90,7 +90,7 @@
       .filter((e) => e.children.length === 0 && CJK.test(e.textContent) && e.getClientRects().length);
     const cjkText = cjkElements.length;
     const cjkWithoutFont = cjkElements
-      .filter((e) => !getComputedStyle(e).fontFamily.includes("Noto Sans SC subset"))
+      .filter((e) => !getComputedStyle(e).fontFamily.replace(/["']/g, "").startsWith("Noto Sans SC subset"))
       .map((e) => e.tagName.toLowerCase() + ": " + e.textContent.trim().slice(0, 30));
     const faces = Array.from(document.fonts).filter((f) => f.family.replace(/["']/g, "") === "Noto Sans SC subset");
     const wide = [];
