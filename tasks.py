@@ -158,6 +158,11 @@ def pdf(_: argparse.Namespace) -> None:
     chromium = ensure_chromium()
     if chromium is None:
         sys.exit("[tasks] the PDF needs Chromium or Chrome: install Debian's 'chromium' (apt-get install chromium)")
+    build_pdf(chromium)
+
+
+def build_pdf(chromium: str) -> None:
+    """Build the single-page book and print it to ``PDF`` (the environment must already be set up)."""
     run(venv_bin("jupyter-book"), "build", ".", "--builder", "singlehtml")
     # Jupyter Book writes the single page as book/preface.html with links relative to the build's
     # root (_static/, _images/): put a copy where those links resolve.
@@ -220,7 +225,7 @@ def test(args: argparse.Namespace) -> None:
     build_book(strict=True)
     chromium = ensure_chromium()
     if chromium:
-        pdf(args)
+        build_pdf(chromium)  # the test environment already holds the reader's extras
     render_env = {**env, "LLM_TUTORIAL_CHROMIUM": chromium or ""}
     run(python, "-m", "pytest", "tests/rendering", "-q", "-rs", env=render_env)
     say(f"all checks passed in {time.monotonic() - started:.0f} s")

@@ -74,14 +74,9 @@ def benchmark(
     ``compare_hf=False`` skips Hugging Face (needed only for that column)."""
     for value, name in ((steps, "steps"), (warmup_steps, "warmup_steps"), (repeats, "repeats")):
         check_int(value, name, 0 if name == "warmup_steps" else 1)
-    run = load_run_config(config, overrides)
-    device = get_device(device or run.device)
     load_before = _load_average()
-    prepared = prepare_run(run)
+    run, prepared, model, device = _build_run(config, overrides, device)
     model_config = prepared.model_config
-    seed_everything(run.train.seed)
-    model = GPT(model_config).to(device)
-    model.check_token_range = False  # ids come from the tokenizer, as in training
     train = _time_training(model, run.train, prepared.batches("train"), prepared.context, steps,
                            warmup_steps)
     prompt = prepared.train_ids[:1].view(1, 1).to(device)
@@ -114,14 +109,20 @@ def training_throughput(
     with the model's ``parameters`` added."""
     check_int(steps, "steps", 1)
     check_int(warmup_steps, "warmup_steps", 0)
+    run, prepared, model, _ = _build_run(config, overrides, device)
+    figures = _time_training(model, run.train, prepared.batches("train"), prepared.context, steps, warmup_steps)
+    return {"parameters": model.num_parameters(), **figures}
+
+
+def _build_run(config: str, overrides, device: str | None) -> tuple[Any, Any, GPT, torch.device]:
+    """The run ``config`` with ``overrides``, its prepared data, and its GPT built from the run's seed."""
     run = load_run_config(config, overrides)
     device = get_device(device or run.device)
     prepared = prepare_run(run)
     seed_everything(run.train.seed)
     model = GPT(prepared.model_config).to(device)
     model.check_token_range = False  # ids come from the tokenizer, as in training
-    figures = _time_training(model, run.train, prepared.batches("train"), prepared.context, steps, warmup_steps)
-    return {"parameters": model.num_parameters(), **figures}
+    return run, prepared, model, device
 
 
 def _time_training(
