@@ -3,6 +3,7 @@
 - :mod:`.processors`  temperature, top-k, top-p, repetition penalty: pure functions on logits
 - :mod:`.sampling`    :func:`generate` and :func:`stream` for a decoder-only GPT, through the KV cache
 - :mod:`.beam`        :func:`beam_search` with GNMT's length penalty, for the encoder–decoder
+- :mod:`.guided`      :func:`guided_generate`: classifier-guided decoding (FUDGE) towards an attribute
 
 Typical use::
 
@@ -15,6 +16,7 @@ Typical use::
 from __future__ import annotations
 
 from .beam import BeamSearchResult, beam_search, length_penalty
+from .guided import guided_generate, guided_logits
 from .processors import apply_repetition_penalty, apply_temperature, process_logits, top_k_filter, top_p_filter
 from .sampling import generate, stream
 
@@ -24,6 +26,8 @@ __all__ = [
     "apply_temperature",
     "beam_search",
     "generate",
+    "guided_generate",
+    "guided_logits",
     "length_penalty",
     "process_logits",
     "stream",
