@@ -208,7 +208,7 @@ def notebook_json(path: Path) -> dict:
 
 CHAPTERS = {stem: NOTEBOOKS / f"{stem}.ipynb" for stem in (
     "ch01_background", "ch02_core_concepts", "ch03_algorithms", "ch04_mathematics", "ch05_project",
-    "ch06_applications", "ch07_tools", "ch08_trends_challenges", "ch09_faq")}
+    "ch06_applications", "ch06_controllable_generation", "ch07_tools", "ch08_trends_challenges", "ch09_faq")}
 
 # Realistic slips in each chapter's exercise, as edits of its reference solution: (old, new, words
 # the grader's message must contain). The first of each chapter is also graded in a kernel.
@@ -255,6 +255,18 @@ CHAPTER_MISTAKES = {
         ("min(i + max_answer_length, len(s))", "min(i + max_answer_length + 1, len(s))", "(j < i + max_answer_length)"),
         ("if ok[i] and ok[j]", "if ok[i]", "is False"),
         ("for j in range(i, ", "for j in range(max(i - 1, 0), ", "ends before it starts"),
+    ],
+    "ch06_controllable_generation": [
+        ("return guided.log_softmax(dim=-1)", "return guided", "not renormalised"),
+        ("lm_logits.gather(-1, candidates) + strength * attribute_log_probs.gather(-1, candidates)",
+         "strength * lm_logits.gather(-1, candidates) + attribute_log_probs.gather(-1, candidates)",
+         "λ multiplies the classifier's log-probability"),
+        ("candidates = lm_logits.topk(top_k, dim=-1).indices",
+         "candidates = (lm_logits + strength * attribute_log_probs).topk(top_k, dim=-1).indices",
+         "you chose them after adding the classifier's term"),
+        ("strength * attribute_log_probs.gather(-1, candidates)",
+         "strength * attribute_log_probs.gather(-1, candidates).exp()", "not λ · p(a | ·)"),
+        ("return guided.log_softmax(dim=-1)", "return guided.softmax(dim=-1)", "you returned probabilities"),
     ],
     "ch07_tools": [
         ("best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)",
