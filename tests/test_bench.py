@@ -208,3 +208,25 @@ def test_bad_benchmark_arguments(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--config", "no-such-config"])
     assert stop.value.code == 2 and "neither a YAML file nor a preset" in capsys.readouterr().err
+
+
+def test_the_kv_cache_still_names_every_broken_rule():
+    """``append`` tests its whole contract in one expression per call (it runs per layer per token);
+    each way of breaking it still gets its own message."""
+    from llm_tutorial.nn.kv_cache import LayerKVCache
+
+    cache = LayerKVCache(torch.zeros(2, 3, 5, 4), torch.zeros(2, 3, 5, 4))
+    k = torch.randn(2, 3, 2, 4)
+    keys, _ = cache.append(k, k + 1)
+    assert torch.equal(keys, k) and torch.equal(cache.values[:, :, :2], k + 1) and cache.length == 2
+    cases = [((k.numpy(), k), TypeError, "k must be a torch.Tensor"),
+             ((k, k[0]), ValueError, r"v must have 4 dimensions \(B, H_kv, T, D\)"),
+             ((k, torch.randn(2, 3, 1, 4)), ValueError, "k and v must have equal shapes"),
+             ((k[:1], k[:1]), ValueError, "made for batch size 2"),
+             ((k[:, :2], k[:, :2]), ValueError, r"= \(B, 3, T, 4\)"),
+             ((k.double(), k.double()), TypeError, "holds torch.float32"),
+             ((torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)), ValueError, "the KV cache is full")]
+    for args, error, message in cases:
+        with pytest.raises(error, match=message):
+            cache.append(*args)
+    assert cache.length == 2  # a refused append writes nothing
