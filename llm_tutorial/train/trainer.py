@@ -26,7 +26,9 @@ wait per step. The other per-step costs are kept to the work itself: AdamW is th
 implementation (one kernel for all tensors, :func:`.optimizer.build_adamw`), the gradient norm and
 clipping are ``foreach`` operations over all gradients at once, gradients are set to ``None``
 rather than zero-filled, and nothing is rebuilt per step. ``python -m llm_tutorial.bench`` profiles
-the step and times it against the loop a Hugging Face user writes. A loss can stay finite while the update it drove makes the weights NaN (a huge learning
+the step and times it against the loop a Hugging Face user writes.
+
+A loss can stay finite while the update it drove makes the weights NaN (a huge learning
 rate), so every checkpoint also checks that all weights and optimizer moments are finite (one host
 read, at checkpoint time only): a poisoned model is never saved, and the error names the newest
 checkpoint that really is good.
