@@ -274,6 +274,11 @@ CHAPTER_MISTAKES = {
         ("if ok[i] and ok[j]", "if ok[i]", "is False"),
         ("for j in range(i, ", "for j in range(max(i - 1, 0), ", "ends before it starts"),
     ],
+    "ch06_applications/reader_state_from_pretrained": [
+        ('name.startswith("encoder.")', 'name.startswith("encoder.blocks.")', "but not the embeddings"),
+        ("for name, value in fresh.items()", "for name, value in pretrained.items()", "pre-training heads"),
+        ('(pretrained[name] if name.startswith("encoder.") else value)', "value", "nothing was taken"),
+    ],
     "ch07_tools/bpe_encode": [
         ("best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)",
          "best = next((i for i, r in enumerate(pair_ranks) if r != math.inf), 0)", "the leftmost pair that has a rank"),
