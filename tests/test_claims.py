@@ -530,6 +530,29 @@ def test_ch06_qa_breakdowns_add_up_and_the_previous_rule_is_always_wrong(results
         assert r[f"qa_{key}_right_share"] == pytest.approx(r[f"qa_{key}_test_em"], abs=0.01)
 
 
+def test_ch06_qa_neither_reader_reads_yet(results):
+    """6.2: both readers are really below the random-speaker rule (and the pre-trained one below the first
+    speaker); their heading choice hardly depends on the quotation (near the 33.3% of a reader that ignores
+    it); training questions are answered better than held-out ones but far from perfectly."""
+    r = results("ch06")
+    for key in ("scratch", "ft"):
+        assert r[f"qa_{key}_test_em"] < min(r["qa_random_em"], r["qa_first_em"])
+        assert r[f"qa_{key}_reads"] < 40
+        assert r[f"qa_{key}_dev_em"] < r[f"qa_{key}_train_em"] < 60
+        assert r[f"qa_{key}_unseen_em"] < r[f"qa_{key}_test_em"]  # unseen names: where it fails most
+    assert r["qa_scratch_minus_random_verdict"] == r["qa_ft_minus_random_verdict"] == "really worse"
+    assert r["qa_ft_minus_first_verdict"] == "really worse"
+
+
+def test_ch06_qa_pretraining_difference_is_within_the_noise(results):
+    """6.2: "its curve lies on the from-scratch curve"; the test difference is within the noise; the
+    masked-LM loss fell during pre-training."""
+    r = results("ch06")
+    assert r["qa_ft_minus_scratch_verdict"] == "within the noise"
+    assert abs(r["qa_ft_dev_em"] - r["qa_scratch_dev_em"]) < 5
+    assert r["qa_pre_loss_last"] < r["qa_pre_loss_first"]
+
+
 # ---------------------------------------------------------------------------------------- ch07 --
 
 
