@@ -286,6 +286,11 @@ CHAPTER_MISTAKES = {
          "strength * attribute_log_probs.gather(-1, candidates).exp()", "not λ · p(a | ·)"),
         ("return guided.log_softmax(dim=-1)", "return guided.softmax(dim=-1)", "you returned probabilities"),
     ],
+    "ch06_applications/reader_state_from_pretrained": [
+        ('name.startswith("encoder.")', 'name.startswith("encoder.blocks.")', "but not the embeddings"),
+        ("for name, value in fresh.items()", "for name, value in pretrained.items()", "pre-training heads"),
+        ('(pretrained[name] if name.startswith("encoder.") else value)', "value", "nothing was taken"),
+    ],
     "ch07_tools/bpe_encode": [
         ("best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)",
          "best = next((i for i, r in enumerate(pair_ranks) if r != math.inf), 0)", "the leftmost pair that has a rank"),

@@ -111,12 +111,40 @@ def test_a_pretrained_encoder_is_kept_and_the_head_is_trained_on_top(one_thread:
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
 
 
+def test_from_pretrained_copies_the_encoder_and_starts_a_fresh_head() -> None:
+    """The reader computes the pre-trained encoder's hidden states exactly, its head is BERT's fresh
+    initialisation (zero bias, N(0, 0.02²) weights), and training the reader leaves the source alone."""
+    torch.manual_seed(5)
+    config = tiny_config(vocab_size=23, max_len=11, dropout=0.0)
+    bert = Bert(config)
+    randomise_(bert, torch.Generator().manual_seed(5))
+    source = {k: v.clone() for k, v in bert.state_dict().items()}
+    reader = BertForSpanQA.from_pretrained(bert)
+    assert reader.encoder is not bert.encoder
+    assert set(reader.state_dict()) == {k for k in source if k.startswith("encoder.")} | {"head.score.weight", "head.score.bias"}
+    ids = torch.randint(3, 23, (3, 9))
+    types = (torch.arange(9) >= 4).long().expand(3, 9)
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    bert.eval(), reader.eval()
+    torch.testing.assert_close(reader(ids, types, mask).hidden, bert(ids, types, mask).hidden)
+    assert torch.count_nonzero(reader.head.score.bias) == 0
+    assert 0.005 < reader.head.score.weight.std().item() < 0.05
+    with torch.no_grad():
+        for p in reader.parameters():
+            p.add_(1.0)
+    for name, value in bert.state_dict().items():
+        torch.testing.assert_close(value, source[name])
+    assert BertForSpanQA.from_pretrained(bert.encoder).encoder.config == config
+
+
 @pytest.mark.parametrize(
     "call, error, match",
     [
         (lambda: BertForSpanQA(tiny_config(), encoder=Bert(tiny_config(n_layer=1)).encoder), ValueError, "differs"),
         (lambda: BertForSpanQA(tiny_config(), encoder=torch.nn.Linear(2, 2)), TypeError, "BertEncoder"),
         (lambda: BertForSpanQA({"d_model": 8}), TypeError, "BertConfig"),
+        (lambda: BertForSpanQA.from_pretrained(torch.nn.Linear(2, 2)), TypeError, "a Bert or a BertEncoder"),
         (lambda: SpanQAHead(8)(torch.zeros(2, 3, 9)), ValueError, "last dimension 8"),
         (lambda: SpanQAHead(8)(torch.zeros(3, 8)), ValueError, r"3 dimensions \(B, T, d_model\)"),
         (lambda: span_loss(torch.zeros(2, 5), torch.zeros(2, 4), torch.zeros(2).long(), torch.zeros(2).long()),

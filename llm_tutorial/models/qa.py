@@ -35,7 +35,7 @@ from torch import nn
 
 from .._checks import check_dtype, check_last_dim, check_positive_int, check_rank, check_tensor
 from ..losses import cross_entropy
-from .bert import BertConfig, BertEncoder, init_bert_weights
+from .bert import Bert, BertConfig, BertEncoder, init_bert_weights
 
 
 class SpanQAHead(nn.Module):
@@ -79,6 +79,23 @@ class BertForSpanQA(nn.Module):
             self.apply(init_bert_weights)
         else:
             self.head.apply(init_bert_weights)  # keep the pre-trained encoder's weights
+
+    @classmethod
+    def from_pretrained(cls, pretrained: Bert | BertEncoder) -> BertForSpanQA:
+        """A reader that starts from a pre-trained model: a *copy* of its encoder's weights
+        (embeddings and blocks) and a freshly initialised span head.
+
+        Pre-training heads (the masked-LM decoder, the pooler and NSP) are left behind: they were
+        trained for another question. The copy leaves ``pretrained`` as it was, so one
+        pre-training run can be fine-tuned several times (other seeds, other tasks); passing
+        ``encoder=`` to the constructor instead fine-tunes the very same modules in place."""
+        if isinstance(pretrained, Bert):
+            pretrained = pretrained.encoder
+        if not isinstance(pretrained, BertEncoder):
+            raise TypeError(f"pretrained must be a Bert or a BertEncoder, got {type(pretrained).__name__}")
+        reader = cls(pretrained.config)
+        reader.encoder.load_state_dict(pretrained.state_dict())
+        return reader.to(next(pretrained.parameters()).device)
 
     def forward(
         self,
