@@ -297,3 +297,40 @@ def replace_tokens(
     is_replaced = torch.zeros_like(labels, dtype=torch.long)
     is_replaced[selected] = (sampled != labels[selected]).long()
     return corrupted_ids, is_replaced
+
+
+# ----------------------------------------------------------------------------------------------
+# PLM: a random factorisation order, the last 1/K of it predicted (XLNet)
+
+
+class PermutationExample(NamedTuple):
+    """A batch for XLNet's permutation LM (``llm_tutorial.models.permutation_lm.PermutationLM``)."""
+
+    input_ids: torch.Tensor  # (B, T) the text, unchanged
+    order: torch.Tensor  # (B, T) a random permutation of 0..T-1 per row: the factorisation order z
+    targets: torch.Tensor  # (B, P) the positions predicted: the last P = round(T/K) of the order
+    labels: torch.Tensor  # (B, P) the tokens at those positions
+
+
+def permutation_lm_example(
+    input_ids: torch.Tensor,
+    *,
+    K: float = 6.0,
+    generator: torch.Generator | None = None,
+) -> PermutationExample:
+    """XLNet's training example: one order ``z`` per row, uniform over the T! permutations, and the
+    positions ``z_{T−P} … z_{T−1}`` as targets, with ``P = round(T/K)`` (partial prediction, K = 6 or 7
+    in the paper). The text itself is not reordered and not corrupted: the order reaches the model
+    only through its attention masks (:func:`llm_tutorial.nn.permutation.permutation_masks`)."""
+    from ..nn.permutation import num_predicted
+
+    check_min_rank(input_ids, "input_ids", 2, "(B, T)")
+    check_dtype(input_ids, "input_ids", INTEGER_DTYPES)
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be (B, T), got shape {tuple(input_ids.shape)}")
+    check_generator(generator)
+    B, T = input_ids.shape
+    P = num_predicted(T, K)
+    order = torch.rand(B, T, generator=generator, device=input_ids.device).argsort(dim=-1)  # (B, T) uniform permutations
+    targets = order[:, T - P:]  # (B, P)
+    return PermutationExample(input_ids, order, targets, input_ids.long().gather(1, targets))
