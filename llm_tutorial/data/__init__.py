@@ -1,7 +1,7 @@
 """Data: named corpora (download, checksum, cache), batching, and pre-training examples.
 
-The examples of each pre-training objective (MLM, NSP, CLM, RTD) live in
-``llm_tutorial.data.pretraining_examples``.
+The examples of each pre-training objective (MLM, NSP, CLM, RTD, PLM) live in
+``llm_tutorial.data.pretraining_examples``; T5's span corruption in ``llm_tutorial.data.span_corruption``.
 """
 
 from .batching import encode_corpus, get_batch, pad_sequences, train_val_split

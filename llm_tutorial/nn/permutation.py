@@ -32,8 +32,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llm_tutorial._checks import check_min_rank, check_positive_number, check_tensor
+from llm_tutorial._checks import check_min_rank, check_tensor
+from llm_tutorial.data.pretraining_examples import num_predicted  # partial prediction's count, with the examples
 from llm_tutorial.nn.blocks import TransformerBlock
+
+__all__ = ["TwoStreamBlock", "check_permutation", "num_predicted", "order_ranks", "permutation_masks"]
 
 
 def check_permutation(order: torch.Tensor, name: str = "order") -> None:
@@ -75,18 +78,6 @@ def permutation_masks(order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     content = rank.unsqueeze(-1) >= rank.unsqueeze(-2)  # (..., T, T): rank[j] ≤ rank[i]
     query = rank.unsqueeze(-1) > rank.unsqueeze(-2)  # (..., T, T): rank[j] < rank[i]
     return content, query
-
-
-def num_predicted(T: int, K: float) -> int:
-    """How many positions partial prediction scores: the last ``T/K`` of the order, rounded, at least one.
-
-    XLNet cuts the order at ``c`` with ``|z| / (|z| − c) ≈ K`` (K = 6 or 7 in the paper) and predicts
-    only ``z_>c``: the first tokens of an order have too little context to be worth predicting.
-    """
-    check_positive_number(K, "K")
-    if K < 1:
-        raise ValueError(f"K must be >= 1 (1 predicts every position), got {K}")
-    return max(1, min(T, round(T / K)))
 
 
 class TwoStreamBlock(nn.Module):
