@@ -294,6 +294,8 @@ def test_ch03_span_corruption_words_follow_the_measurements(results):
     assert r["span_vs_unigram"] == _verdict(r["span_loss_minus_unigram_low"], r["span_loss_minus_unigram_high"])
     assert abs(r["xattn_near_over_uniform"] - r["xattn_near_sentinel"] / r["xattn_near_uniform"]) < 1e-6
     assert 0 <= r["xattn_on_sentinel"] <= r["xattn_near_sentinel"] <= 1
+    assert 1 < r["xattn_near_over_uniform"] < 2  # "does favour them, but only weakly"
+    assert r["span_hit"] > r["span_most_frequent_hit"]
 
 
 # ---------------------------------------------------------------------------------------- ch04 --
