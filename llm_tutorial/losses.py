@@ -176,6 +176,21 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: flo
     return cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
 
 
+def plm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Permutation language modelling (XLNet): the chain rule in a random order z, scored on the
+    P predicted positions (the last T/K of the order):
+
+        L = -(1 / (B P)) sum_b sum_{t > c} log p(x_{z_t} | x_{z_<t})
+
+    ``logits`` (B, P, V) are :class:`~llm_tutorial.models.permutation_lm.PermutationLM`'s outputs at
+    the target positions and ``labels`` (B, P) the tokens there
+    (``llm_tutorial.data.pretraining_examples.permutation_lm_example``).
+    """
+    check_rank(logits, "logits", 3, "(B, P, V)")
+    check_rank(labels, "labels", 2, "(B, P)")
+    return cross_entropy(logits, labels)
+
+
 def nsp_loss(logits: torch.Tensor, is_next: torch.Tensor) -> torch.Tensor:
     """Next-sentence prediction: a two-way classification of each pair of segments.
 

@@ -44,21 +44,30 @@ def use_book_style() -> None:
 
 
 def attention_heatmap(ax, weights: torch.Tensor, labels: Sequence[str], title: str = "", *,
-                      keys_label: bool = True, queries_label: bool = True, cmap: str = "viridis"):
+                      keys_label: bool = True, queries_label: bool = True, cmap: str = "viridis",
+                      query_labels: Sequence[str] | None = None):
     """Draw one head's attention weights ``(T, T)`` on ``ax``: queries down, keys across.
 
     Rows are queries (the token attending), columns keys (the token attended to); weights are drawn
-    on a fixed 0–1 scale so maps can be compared. Returns the image, for ``fig.colorbar``.
+    on a fixed 0–1 scale so maps can be compared. For cross-attention, whose queries (the decoder's
+    tokens) are not its keys (the encoder's), give ``query_labels``: ``weights`` is then
+    ``(len(query_labels), len(labels))``. Returns the image, for ``fig.colorbar``.
     """
     weights = check_tensor(weights, "weights")
     check_rank(weights, "weights", 2, "(T_query, T_key)")
-    if weights.shape[1] != len(labels) or weights.shape[0] not in (1, len(labels)):
+    if query_labels is not None:
+        if weights.shape != (len(query_labels), len(labels)):
+            raise ValueError(f"weights {tuple(weights.shape)} do not match {len(query_labels)} query labels "
+                             f"and {len(labels)} key labels")
+    elif weights.shape[1] != len(labels) or weights.shape[0] not in (1, len(labels)):
         raise ValueError(f"weights {tuple(weights.shape)} do not match {len(labels)} token labels")
     labels = [str(label).strip() or repr(label) for label in labels]
+    rows = labels[: weights.shape[0]] if weights.shape[0] > 1 else labels[-1:]
+    if query_labels is not None:
+        rows = [str(label).strip() or repr(label) for label in query_labels]
     image = ax.imshow(weights.detach().float().cpu(), cmap=cmap, vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=MIN_FONT_SIZE)
-    ax.set_yticks(range(weights.shape[0]), labels[: weights.shape[0]] if weights.shape[0] > 1 else labels[-1:],
-                  fontsize=MIN_FONT_SIZE)
+    ax.set_yticks(range(weights.shape[0]), rows, fontsize=MIN_FONT_SIZE)
     if keys_label:
         ax.set_xlabel("key: the token attended to")
     if queries_label:

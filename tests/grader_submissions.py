@@ -251,6 +251,16 @@ CHAPTER_MISTAKES = {
         ("range(0, q_end, block)", "range(q_start, q_end, block)", "the query's own block only"),
         ("o = o * rescale[..., None] + p @ v", "o = o + p @ v", "the first wrong row is query"),
     ],
+    "ch03_algorithms/query_stream_mask": [
+        ("return rank[None, :] < rank[:, None]", "return rank[None, :] <= rank[:, None]", "content-stream mask"),
+        ("return rank[None, :] < rank[:, None]", "return order[None, :] < order[:, None]", "inverse permutation"),
+        ("return rank[None, :] < rank[:, None]", "return rank[:, None] < rank[None, :]", "transposed"),
+    ],
+    "ch03_algorithms/corrupt_spans": [
+        ("if noisy and (i == 0 or not noise_mask[i - 1]):", "if noisy:", "one sentinel per dropped token"),
+        ("    targets.append(sentinel_ids[n_spans])\n    return", "    return", "one more sentinel"),
+        ("            n_spans += 1\n", "", "the same sentinel"),
+    ],
     "ch04_mathematics/attention_backward": [
         ("d_scores.transpose(-2, -1) @ q * scale", "d_scores @ q * scale", "dk = dSᵀ Q / √D: transpose dS"),
         ("return d_scores @ k * scale,", "return d_scores @ k,", "lacks the factor 1/√D"),

@@ -265,6 +265,39 @@ def test_ch03_attention_cost_is_quadratic_and_the_fused_kernel_is_linear_in_memo
     assert r["attention_share_1024"] < 0.5 < r["attention_share_16384"]
 
 
+def _verdict(low, high):
+    return "lower than" if high < 0 else "higher than" if low > 0 else "within the noise of"
+
+
+def test_ch03_plm_mlm_clm_comparison_words_follow_the_intervals(results):
+    """§3.2 (permutation LM): every "lower than / higher than / within the noise of" in the prose is the
+    reading of its paired bootstrap interval; equal compute was counted, and differs from equal steps."""
+    r = results("ch03")
+    for label in ("plm_minus_mlm", "plm_minus_clm", "mlm_minus_clm", "plm_minus_mlm_eq", "plm_minus_clm_eq",
+                  "mlm_minus_clm_eq"):
+        low, mid, high = r[f"hidden_{label}_low"], r[f"hidden_{label}"], r[f"hidden_{label}_high"]
+        assert low <= mid <= high
+        assert r[f"hidden_{label}_verdict"] == _verdict(low, high)
+    assert abs(r["hidden_plm"] - r["hidden_mlm"] - r["hidden_plm_minus_mlm"]) < 1e-6
+    assert r["plm_predicted_per_window"] == 5  # "5 characters per window, close to MLM's 15%"
+    assert abs(r["plm_step_gflop"] / r["clm_step_gflop"] - 1) > 0.05  # "a PLM step does not cost what a CLM step costs"
+    assert r["plm_equal_compute_steps"] != r["steps"]
+    for name in ("hidden_clm", "hidden_mlm", "hidden_plm"):  # every model learned something: below log V
+        assert r[name] < r["unigram_loss"]
+
+
+def test_ch03_span_corruption_words_follow_the_measurements(results):
+    """§3.2 (T5): the comparison with the unigram baseline reads its interval; T5's counts for a
+    64-character window; the cross-attention ratio is the ratio of the two glued shares."""
+    r = results("ch03")
+    assert (r["span_noise_chars"], r["span_count"]) == (10, 3)  # round(64 · 0.15), round(10 / 3)
+    assert r["span_vs_unigram"] == _verdict(r["span_loss_minus_unigram_low"], r["span_loss_minus_unigram_high"])
+    assert abs(r["xattn_near_over_uniform"] - r["xattn_near_sentinel"] / r["xattn_near_uniform"]) < 1e-6
+    assert 0 <= r["xattn_on_sentinel"] <= r["xattn_near_sentinel"] <= 1
+    assert 1 < r["xattn_near_over_uniform"] < 2  # "does favour them, but only weakly"
+    assert r["span_hit"] > r["span_most_frequent_hit"]
+
+
 # ---------------------------------------------------------------------------------------- ch04 --
 
 

@@ -28,3 +28,15 @@ def test_mismatch_is_an_error(weights, labels):
     with pytest.raises(ValueError):
         attention_heatmap(ax, weights, labels)
     plt.close(fig)
+
+
+def test_cross_attention_has_its_own_query_labels():
+    weights = torch.softmax(torch.randn(3, 5), -1)  # 3 decoder steps × 5 encoder positions
+    fig, ax = plt.subplots()
+    image = attention_heatmap(ax, weights, list("abcde"), query_labels=["x", "y", "z"])
+    assert torch.allclose(torch.as_tensor(image.get_array().data), weights)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y", "z"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list("abcde")
+    with pytest.raises(ValueError, match="query labels"):
+        attention_heatmap(ax, weights, list("abcde"), query_labels=["x", "y"])
+    plt.close(fig)

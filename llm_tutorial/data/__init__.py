@@ -1,7 +1,7 @@
 """Data: named corpora (download, checksum, cache), batching, pre-training examples, control codes.
 
-The examples of each pre-training objective (MLM, NSP, CLM, RTD) live in
-``llm_tutorial.data.pretraining_examples``.
+The examples of each pre-training objective (MLM, NSP, CLM, RTD, PLM) live in
+``llm_tutorial.data.pretraining_examples``; T5's span corruption in ``llm_tutorial.data.span_corruption``.
 """
 
 from .control import (TINY_SHAKESPEARE_PLAYS, code_prefixed_stream, label_by_anchors, speeches, split_in_blocks,

@@ -1,4 +1,4 @@
-"""Training examples for the four pre-training objectives of chapter 2.3: MLM, NSP, CLM and RTD.
+"""Training examples for the pre-training objectives of chapters 2 and 3: MLM, NSP, CLM, RTD and PLM.
 
 A pre-training objective is a way of turning raw text into questions whose answers the text
 already holds, so no human labels are needed:
@@ -11,6 +11,10 @@ already holds, so no human labels are needed:
   are true neighbours, half are random.        :func:`sample_nsp_pairs`, :func:`pack_nsp_pair`, :func:`nsp_batch`
 - **RTD** (replaced-token detection, ELECTRA): a small generator fills the masked positions by
   sampling; the discriminator says, for every token, whether it was replaced. :func:`replace_tokens`
+- **PLM** (permutation LM, XLNet): "what comes next in this random order of the positions?" The
+  text is unchanged; a random order per window and its last 1/K as targets.  :func:`permutation_lm_example`
+
+T5's span corruption has its own module, :mod:`llm_tutorial.data.span_corruption`.
 
 Every random choice draws from an optional ``torch.Generator``: the same seed gives the same
 examples, whatever else the program draws. Labels that no loss should score are
@@ -297,3 +301,50 @@ def replace_tokens(
     is_replaced = torch.zeros_like(labels, dtype=torch.long)
     is_replaced[selected] = (sampled != labels[selected]).long()
     return corrupted_ids, is_replaced
+
+
+# ----------------------------------------------------------------------------------------------
+# PLM: a random factorisation order, the last 1/K of it predicted (XLNet)
+
+
+def num_predicted(T: int, K: float) -> int:
+    """How many positions partial prediction scores: the last ``T/K`` of the order, rounded, at least one.
+
+    XLNet cuts the order at ``c`` with ``|z| / (|z| − c) ≈ K`` (K = 6 or 7 in the paper) and predicts
+    only ``z_>c``: the first tokens of an order have too little context to be worth predicting.
+    """
+    check_positive_number(K, "K")
+    if K < 1:
+        raise ValueError(f"K must be >= 1 (1 predicts every position), got {K}")
+    return max(1, min(T, round(T / K)))
+
+
+class PermutationExample(NamedTuple):
+    """A batch for XLNet's permutation LM (``llm_tutorial.models.permutation_lm.PermutationLM``)."""
+
+    input_ids: torch.Tensor  # (B, T) the text, unchanged
+    order: torch.Tensor  # (B, T) a random permutation of 0..T-1 per row: the factorisation order z
+    targets: torch.Tensor  # (B, P) the positions predicted: the last P = round(T/K) of the order
+    labels: torch.Tensor  # (B, P) the tokens at those positions
+
+
+def permutation_lm_example(
+    input_ids: torch.Tensor,
+    *,
+    K: float = 6.0,
+    generator: torch.Generator | None = None,
+) -> PermutationExample:
+    """XLNet's training example: one order ``z`` per row, uniform over the T! permutations, and the
+    positions ``z_{T−P} … z_{T−1}`` as targets, with ``P = round(T/K)`` (partial prediction, K = 6 or 7
+    in the paper). The text itself is not reordered and not corrupted: the order reaches the model
+    only through its attention masks (:func:`llm_tutorial.nn.permutation.permutation_masks`)."""
+    check_min_rank(input_ids, "input_ids", 2, "(B, T)")
+    check_dtype(input_ids, "input_ids", INTEGER_DTYPES)
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must be (B, T), got shape {tuple(input_ids.shape)}")
+    check_generator(generator)
+    B, T = input_ids.shape
+    P = num_predicted(T, K)
+    order = torch.rand(B, T, generator=generator, device=input_ids.device).argsort(dim=-1)  # (B, T) uniform permutations
+    targets = order[:, T - P:]  # (B, P)
+    return PermutationExample(input_ids, order, targets, input_ids.long().gather(1, targets))

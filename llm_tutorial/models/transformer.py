@@ -225,6 +225,25 @@ class Transformer(nn.Module):
         src_mask = self._source_mask(src, src_mask)
         return self.decode(tgt_in, self.encode(src, src_mask), src_mask)
 
+    def cross_attention_maps(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, src_mask: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Each decoder layer's cross-attention weights ``(B, n_head, T, S)`` under teacher forcing:
+        row t says how much the decoder, writing target token t + 1, reads each source position.
+
+        The weights come from the explicit attention path (the fused kernels never form them);
+        padded source positions get weight 0 and each row sums to 1.
+        """
+        attentions = [block.cross_attn for block in self.decoder]
+        for attn in attentions:
+            attn.keep_weights = True
+        try:
+            self(src, tgt_in, src_mask)
+            return [attn.weights for attn in attentions]
+        finally:
+            for attn in attentions:
+                attn.keep_weights, attn.weights = False, None
+
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty decoder self-attention cache for ``batch_size`` sequences of up to ``max_len``
         target tokens (default: the model's ``max_len``), on the model's device and dtype."""

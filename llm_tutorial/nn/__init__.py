@@ -6,6 +6,7 @@
 - :mod:`~llm_tutorial.nn.norms`       LayerNorm and RMSNorm
 - :mod:`~llm_tutorial.nn.mlp`         the feed-forward network: MLP (ReLU/GELU) and SwiGLU
 - :mod:`~llm_tutorial.nn.blocks`      the pre-norm / post-norm Transformer block
+- :mod:`~llm_tutorial.nn.permutation` XLNet's factorisation-order masks and two-stream attention
 
 Conventions: tensors are batch-first, ``(B, T, d_model)``; attention heads ``(B, H, T, D)``;
 boolean masks with True = may attend.
@@ -24,6 +25,7 @@ from llm_tutorial.nn.blocks import TransformerBlock
 from llm_tutorial.nn.kv_cache import KVCache, LayerKVCache
 from llm_tutorial.nn.mlp import ACTIVATIONS, MLP, MLPS, SwiGLU, build_mlp, default_d_ff
 from llm_tutorial.nn.norms import NORMS, LayerNorm, RMSNorm, build_norm
+from llm_tutorial.nn.permutation import TwoStreamBlock, check_permutation, num_predicted, order_ranks, permutation_masks
 from llm_tutorial.nn.positional import (
     LearnedPositionalEmbedding,
     RotaryEmbedding,
@@ -50,14 +52,19 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "SwiGLU",
     "TransformerBlock",
+    "TwoStreamBlock",
     "apply_rope",
     "apply_rotary",
     "build_mlp",
     "build_norm",
     "causal_mask",
+    "check_permutation",
     "combine_masks",
     "default_d_ff",
+    "num_predicted",
+    "order_ranks",
     "padding_mask",
+    "permutation_masks",
     "repeat_kv_heads",
     "rope_cos_sin",
     "scaled_dot_product_attention",

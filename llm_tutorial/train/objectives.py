@@ -15,6 +15,10 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
   ``token_type_ids``/``attention_mask``; ELECTRA masks, samples and scores inside its forward
   pass (:class:`~llm_tutorial.models.electra.Electra`), drawing from the global random state,
   which checkpoints restore.
+- :func:`permutation_lm_loss`: a ``PermutationExample`` (or dict) with ``input_ids`` (B, T), ``order``
+  (B, T), ``targets`` (B, P) and ``labels`` (B, P) (``llm_tutorial.data.pretraining_examples.
+  permutation_lm_example``); the model (:class:`~llm_tutorial.models.permutation_lm.PermutationLM`)
+  maps ``(input_ids, order, targets)`` to (B, P, V) logits, scored by ``plm_loss``.
 - :func:`span_qa_loss`: a dict with ``input_ids``, optional ``token_type_ids``/``attention_mask``
   and ``start_positions``/``end_positions`` (B,); the model returns ``start_logits`` and
   ``end_logits`` (:class:`~llm_tutorial.models.qa.BertForSpanQA`), scored by
@@ -36,7 +40,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..losses import clm_loss, cross_entropy, mlm_loss, nsp_loss, seq2seq_loss
+from ..losses import clm_loss, cross_entropy, mlm_loss, nsp_loss, plm_loss, seq2seq_loss
 from ..models.qa import span_loss
 from .batch import encoder_outputs
 from .checkpoint import unwrap
@@ -74,6 +78,19 @@ def replaced_token_detection_loss(model: nn.Module, batch: Mapping[str, torch.Te
     """ELECTRA's pre-training loss ``L = L_MLM(generator) + λ · L_RTD(discriminator)``, as the
     model's forward pass computes it with ``mlm_loss`` and ``rtd_loss``."""
     return encoder_outputs(model, batch).loss
+
+
+def permutation_lm_loss(model: nn.Module, batch: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -> torch.Tensor:
+    """XLNet's loss: ``plm_loss(model(input_ids, order, targets), labels)``, the predicted tokens'
+    cross-entropy, each given the tokens before it in the order."""
+    if isinstance(batch, Mapping):
+        missing = [key for key in ("input_ids", "order", "targets", "labels") if key not in batch]
+        if missing:
+            raise ValueError(f"the batch lacks {missing}; it has {sorted(batch)}")
+        ids, order, targets, labels = (batch[key] for key in ("input_ids", "order", "targets", "labels"))
+    else:
+        ids, order, targets, labels = _unpack(batch, 4, "(input_ids, order, targets, labels)")
+    return plm_loss(model(ids, order, targets), labels)
 
 
 def span_qa_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
