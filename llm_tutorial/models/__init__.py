@@ -7,3 +7,4 @@ from llm_tutorial.models.neural_lm import FeedForwardLM, FeedForwardLMConfig
 from llm_tutorial.models.ngram import NGramLM
 from llm_tutorial.models.transformer import Transformer, TransformerConfig
 from llm_tutorial.models.translation_memory import TranslationMemory
+from llm_tutorial.models.vision import Captioner, CaptionerConfig, PatchEncoder, patchify
