@@ -35,7 +35,7 @@ from .runtime import quick_mode
 
 GLUE_PREFIX = "application/papermill.record/"
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-_CHAPTER = re.compile(r"ch\d\d\Z")
+_CHAPTER = re.compile(r"ch\d\d[a-z]*\Z")  # "ch05"; a section notebook adds letters: "ch06cg"
 
 
 def results_folder(start: str | Path | None = None) -> Path | None:
@@ -95,7 +95,8 @@ class ChapterResults:
 
     def __init__(self, chapter: str, folder: str | Path | None = None):
         if not isinstance(chapter, str) or not _CHAPTER.match(chapter):
-            raise ValueError(f"chapter must look like 'ch05', got {chapter!r}")
+            raise ValueError(f"chapter must look like 'ch05' (or 'ch06cg' for a section notebook of chapter 6), "
+                             f"got {chapter!r}")
         self.chapter = chapter
         self.folder = Path(folder) if folder is not None else results_folder()
         self.values: dict[str, object] = {}

@@ -1,6 +1,7 @@
 """Benchmark a named run: training tokens/s and peak memory, generation tokens/s with and without
 the KV cache, beside Hugging Face ``generate`` on the same weights. (Single kernels are timed by
-``python -m llm_tutorial.kernels.bench``.)
+``python -m llm_tutorial.kernels.bench``; our step against the Hugging Face training loop, and the
+step's FLOP/s against the machine's, by ``python -m llm_tutorial.bench``.)
 
 Usage::
 

@@ -519,6 +519,60 @@ def test_ch06_qa_reader_has_not_learnt_the_task_on_training_questions(results):
     assert r["qa_train_em"] < 60
 
 
+# -------------------------------------------------------------------------------------- ch06cg --
+
+
+def test_ch06cg_anchors_leave_only_a_handful_of_speeches_unplaced(results):
+    """"…with only a handful of speeches left unplaced at the seams."""
+    r = results("ch06cg")
+    assert r["n_unplaced"] == r["n_speeches"] - r["n_labelled"]
+    assert 0 < r["n_unplaced"] < 0.01 * r["n_speeches"]
+
+
+def test_ch06cg_the_code_lowers_test_nll_beyond_noise_but_by_under_a_hundredth_of_a_nat(results):
+    """"The interval lies above zero … but the code is worth less than a hundredth of a nat per character."""
+    r = results("ch06cg")
+    assert r["code_gain"] == pytest.approx(r["test_nll_any"] - r["test_nll_code"], abs=1e-4)
+    assert 0 < r["code_gain_low"] <= r["code_gain"] <= r["code_gain_high"] < 0.01
+
+
+def test_ch06cg_the_judge_is_far_above_the_majority_answer(results):
+    """The judge's accuracy on real speeches (the ceiling) is above always answering the largest genre, beyond noise."""
+    r = results("ch06cg")
+    assert r["judge_accuracy_low"] > r["test_majority_share"] + 0.2
+
+
+def test_ch06cg_the_guide_grows_more_accurate_with_a_longer_prefix(results):
+    """"The guide's accuracy grows with the prefix it has read"; the name carries most of the genre."""
+    r = results("ch06cg")
+    assert r["guide_accuracy_1"] < r["guide_accuracy_10"] < r["guide_accuracy_100"]
+    assert r["guide_accuracy_10"] - r["guide_accuracy_1"] > r["guide_accuracy_100"] - r["guide_accuracy_10"]
+
+
+def test_ch06cg_no_method_differs_from_chance_beyond_noise(results):
+    """"Every one of these intervals contains 1/3 and overlaps the interval of 'no control'" — far below the judge's ceiling."""
+    r = results("ch06cg")
+    for method in ("none", "codes", "fudge1", "fudge2", "fudge4", "fudge8"):
+        assert r[f"{method}_success_low"] <= r["prior"] <= r[f"{method}_success_high"], method
+        assert r[f"{method}_success_low"] <= r["none_success_high"], method
+        assert r[f"{method}_success_high"] < r["judge_accuracy_low"], method
+
+
+def test_ch06cg_control_costs_likelihood_and_fudge_at_8_clearly(results):
+    """Codes and FUDGE cost more NLL under the uncontrolled model than its own samples; λ = 8 beyond the intervals."""
+    r = results("ch06cg")
+    for method in ("codes", "fudge1", "fudge2", "fudge4", "fudge8"):
+        assert r[f"{method}_nll"] > r["none_nll"], method
+    assert r["fudge8_nll"] > max(r[f"fudge{s}_nll"] for s in (1, 2, 4))
+    assert r["fudge8_nll_low"] > r["none_nll_high"]
+
+
+def test_ch06cg_real_speeches_cost_more_than_any_samplers_output(results):
+    """"Real speeches cost …, more than any sampler's output." """
+    r = results("ch06cg")
+    assert r["real_nll"] > max(r[f"{m}_nll_high"] for m in ("none", "codes", "fudge1", "fudge2", "fudge4", "fudge8"))
+
+
 # ---------------------------------------------------------------------------------------- ch07 --
 
 

@@ -43,6 +43,9 @@ def test_torch_and_numpy_scalars_are_recorded_as_numbers(tmp_path):
     "chapter, name, value, error",
     [
         ("5", "x", 1.0, ValueError),
+        ("ch6cg", "x", 1.0, ValueError),
+        ("ch06_cg", "x", 1.0, ValueError),
+        ("ch06CG", "x", 1.0, ValueError),
         ("ch05", "Bad-Name", 1.0, ValueError),
         ("ch05", "x", float("nan"), ValueError),
         ("ch05", "x", float("inf"), ValueError),
@@ -52,6 +55,17 @@ def test_torch_and_numpy_scalars_are_recorded_as_numbers(tmp_path):
 def test_bad_input_is_refused(tmp_path, chapter, name, value, error):
     with pytest.raises(error):
         ChapterResults(chapter, folder=tmp_path).record(name, value)
+
+
+def test_a_section_notebook_records_under_its_own_stem(tmp_path, monkeypatch):
+    """A section notebook of chapter 6 ("ch06cg") keeps its own file, beside chapter 6's."""
+    monkeypatch.setenv("LLM_TUTORIAL_QUICK", "0")
+    ChapterResults("ch06", folder=tmp_path).record("x", 1)
+    section = ChapterResults("ch06cg", folder=tmp_path)
+    section.record("x", 2)
+    assert section.save() == tmp_path / "ch06cg.json"
+    assert load_results("ch06cg", folder=tmp_path) == {"x": 2}
+    assert not (tmp_path / "ch06.json").exists()
 
 
 def test_the_same_name_twice_is_an_error(tmp_path):

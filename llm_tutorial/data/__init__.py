@@ -1,9 +1,11 @@
-"""Data: named corpora (download, checksum, cache), batching, and pre-training examples.
+"""Data: named corpora (download, checksum, cache), batching, pre-training examples, control codes.
 
 The examples of each pre-training objective (MLM, NSP, CLM, RTD) live in
 ``llm_tutorial.data.pretraining_examples``.
 """
 
+from .control import (TINY_SHAKESPEARE_PLAYS, code_prefixed_stream, label_by_anchors, speeches, split_in_blocks,
+                      tiny_shakespeare_anchors)
 from .batching import encode_corpus, get_batch, pad_sequences, train_val_split
 from .corpora import (
     CORPORA,
@@ -18,18 +20,24 @@ from .translation import normalise_chinese, normalise_english, split_translation
 
 __all__ = [
     "CORPORA",
+    "TINY_SHAKESPEARE_PLAYS",
     "ChecksumError",
     "DataUnavailableError",
     "cache_dir",
+    "code_prefixed_stream",
     "data_path",
     "encode_corpus",
     "get_batch",
+    "label_by_anchors",
     "load_text",
     "load_translation_pairs",
     "normalise_chinese",
     "normalise_english",
     "pad_sequences",
+    "speeches",
+    "split_in_blocks",
     "split_translation_pairs",
+    "tiny_shakespeare_anchors",
     "train_val_split",
     "translation_components",
 ]

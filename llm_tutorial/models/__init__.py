@@ -5,6 +5,7 @@ from llm_tutorial.models.electra import Electra, ElectraConfig, ElectraDiscrimin
 from llm_tutorial.models.gpt import GPT, GPT_PRESETS, GPTConfig
 from llm_tutorial.models.neural_lm import FeedForwardLM, FeedForwardLMConfig
 from llm_tutorial.models.ngram import NGramLM
+from llm_tutorial.models.prefix_classifier import PrefixClassifier, PrefixClassifierConfig
 from llm_tutorial.models.transformer import Transformer, TransformerConfig
 from llm_tutorial.models.translation_memory import TranslationMemory
 from llm_tutorial.models.vision import Captioner, CaptionerConfig, PatchEncoder, patchify

@@ -19,6 +19,9 @@ Each one unpacks its batch, runs the model, and hands the outputs to the loss of
   and ``start_positions``/``end_positions`` (B,); the model returns ``start_logits`` and
   ``end_logits`` (:class:`~llm_tutorial.models.qa.BertForSpanQA`), scored by
   :func:`~llm_tutorial.models.qa.span_loss`.
+- :func:`prefix_attribute_loss` ``(ids, labels)``: ids (B, T) and the example's attribute repeated at
+  every real position, ``IGNORE_INDEX`` at padding (B, T); the model maps ids to (B, T, A) logits
+  (:class:`~llm_tutorial.models.prefix_classifier.PrefixClassifier`, for guided decoding).
 
 The causal and seq2seq losses check the targets' range only when the model checks its input ids
 (``model.check_token_range``, default True). A run whose data was checked where it entered turns
@@ -33,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..losses import clm_loss, mlm_loss, nsp_loss, seq2seq_loss
+from ..losses import clm_loss, cross_entropy, mlm_loss, nsp_loss, seq2seq_loss
 from ..models.qa import span_loss
 from .batch import encoder_outputs
 from .checkpoint import unwrap
@@ -77,6 +80,12 @@ def span_qa_loss(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.T
     """Extractive QA: ``span_loss(out.start_logits, out.end_logits, start_positions, end_positions)``."""
     out = encoder_outputs(model, batch, "start_positions", "end_positions")
     return span_loss(out.start_logits, out.end_logits, batch["start_positions"], batch["end_positions"])
+
+
+def prefix_attribute_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of the attribute after every prefix: ``cross_entropy(model(ids), labels)``."""
+    ids, labels = _unpack(batch, 2, "(ids, labels)")
+    return cross_entropy(model(ids), labels)  # logits (B, T, A); padding carries IGNORE_INDEX
 
 
 def _checks_range(model: nn.Module) -> bool:
