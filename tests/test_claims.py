@@ -722,6 +722,16 @@ def test_ch08_knn_lm_alone_is_worse_than_the_lm(results):
     assert r["knn_lambda1_test_ppl"] > r["knn_lm_test_ppl"]
 
 
+def test_ch08_knn_lm_helps_where_the_training_text_repeats_and_hurts_new_names(results):
+    """8.4.1: characters completing a 12-character string of the training text gain more than the
+    rest (intervals apart); characters of speaker names new to the training text lose (interval
+    below zero), where the neighbours give the correct character less than the model does."""
+    r = results("ch08")
+    assert r["knn_seen_gain_low"] > r["knn_other_gain_high"]
+    assert r["knn_names_new_gain_high"] < 0
+    assert r["knn_names_p_knn"] < r["knn_names_p_lm"] and r["knn_rest_p_knn"] > r["knn_rest_p_lm"]
+
+
 def test_ch08_captioner_reads_unseen_numbers_far_above_the_baseline(results):
     """8.4.2: on held-out numbers the captioner's character accuracy is far above the no-image
     baseline's, and most captions are exactly right."""
