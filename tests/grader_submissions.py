@@ -317,6 +317,18 @@ CHAPTER_MISTAKES = {
         ("q_max = 2 ** (bits - 1) - 1", "q_max = 2 ** bits - 1", "not 2^bits − 1"),
         ("amax(dim=1, keepdim=True)", "amax(dim=0, keepdim=True)", "one scale per output row"),
     ],
+    "ch08_trends_challenges/knn_probs": [
+        ("torch.softmax(-distances / temperature, dim=1)", "torch.softmax(distances / temperature, dim=1)", "with the minus"),
+        ("torch.softmax(-distances / temperature, dim=1)", "torch.softmax(-distances, dim=1)", "divide the distances by τ"),
+        ("torch.softmax(-distances / temperature, dim=1)",
+         "torch.exp(-distances / temperature) / torch.exp(-distances / temperature).sum(1, keepdim=True)", "underflows"),
+        ("torch.softmax(-distances / temperature, dim=1)", "torch.exp(-distances / temperature)", "do not sum to one"),
+    ],
+    "ch08_trends_challenges/patchify_images": [
+        ("x = x.permute(0, 1, 3, 2, 4)", "x = x", "reshaped the image directly"),
+        ("x.permute(0, 1, 3, 2, 4)", "x.permute(0, 3, 1, 2, 4)", "column by column"),
+        ("x.permute(0, 1, 3, 2, 4)", "x.permute(0, 1, 3, 4, 2)", "down the columns"),
+    ],
     "ch09_faq/stable_log_softmax": [
         ("x.max(dim=-1, keepdim=True).values", "x.max()", "subtract each row's own maximum"),
         ("shifted = x - x.max(dim=-1, keepdim=True).values", "shifted = x", "subtract the row maximum before exponentiating"),

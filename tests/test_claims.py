@@ -768,6 +768,51 @@ def test_ch08_samples_copy_no_more_than_unseen_shakespeare(results):
     assert r["span_max_t05"] < 2 * r["span_max_heldout"]
 
 
+def test_ch08_knn_lm_lowers_test_perplexity_beyond_the_noise(results):
+    """8.4.1: with λ and τ chosen on validation text, the kNN-LM's test perplexity is below the LM's,
+    and the 95% interval of the gain (over test windows) excludes zero; 0 < λ < 1 was chosen."""
+    r = results("ch08")
+    assert r["knn_test_ppl"] < r["knn_lm_test_ppl"]
+    assert r["knn_gain_low"] > 0
+    assert 0 < r["knn_lambda"] < 1
+
+
+def test_ch08_knn_lm_larger_datastore_helps_more(results):
+    """8.4.1: an eighth of the training text helps less than all of it (perplexity on test text)."""
+    r = results("ch08")
+    assert r["knn_test_ppl"] < r["knn_small_test_ppl"] <= r["knn_lm_test_ppl"] * 1.001
+
+
+def test_ch08_knn_lm_alone_is_worse_than_the_lm(results):
+    """8.4.1: the datastore alone (λ = 0.9, near the kNN distribution only) is worse than the LM."""
+    r = results("ch08")
+    assert r["knn_lambda1_test_ppl"] > r["knn_lm_test_ppl"]
+
+
+def test_ch08_knn_lm_helps_where_the_training_text_repeats_and_hurts_new_names(results):
+    """8.4.1: characters completing a 12-character string of the training text gain more than the
+    rest (intervals apart); characters of speaker names new to the training text lose (interval
+    below zero), where the neighbours give the correct character less than the model does."""
+    r = results("ch08")
+    assert r["knn_seen_gain_low"] > r["knn_other_gain_high"]
+    assert r["knn_names_new_gain_high"] < 0
+    assert r["knn_names_p_knn"] < r["knn_names_p_lm"] and r["knn_rest_p_knn"] > r["knn_rest_p_lm"]
+
+
+def test_ch08_captioner_reads_unseen_numbers_far_above_the_baseline(results):
+    """8.4.2: on held-out numbers the captioner's character accuracy is far above the no-image
+    baseline's, and most captions are exactly right."""
+    r = results("ch08")
+    assert r["cap_char_low"] > 0.9 > 0.2 > r["cap_base_char"]
+    assert r["cap_exact"] > 0.7 > 0.01 > r["cap_base_exact"]
+
+
+def test_ch08_captioner_attention_moves_left_to_right(results):
+    """8.4.2: the attended patch column moves right from the first caption position to the last."""
+    r = results("ch08")
+    assert r["cap_column_last"] - r["cap_column_first"] > 2
+
+
 # ---------------------------------------------------------------------------------------- ch09 --
 
 

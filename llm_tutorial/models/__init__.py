@@ -9,3 +9,4 @@ from llm_tutorial.models.prefix_classifier import PrefixClassifier, PrefixClassi
 from llm_tutorial.models.permutation_lm import PermutationLM, PermutationLMConfig
 from llm_tutorial.models.transformer import Transformer, TransformerConfig
 from llm_tutorial.models.translation_memory import TranslationMemory
+from llm_tutorial.models.vision import Captioner, CaptionerConfig, PatchEncoder, patchify

@@ -1,4 +1,6 @@
-"""Check of chapter 8's exercise: symmetric absmax quantisation with one scale per row.
+"""Checks of chapter 8's exercises: absmax quantisation (8.3.1), the kNN-LM's distribution (8.4.1), patches (8.4.2).
+
+**Quantisation**: symmetric absmax quantisation with one scale per row.
 
 Closed form, in float64: ``q_max = 2^(bits−1) − 1``, ``s = max_j |W_ij| / q_max`` and each code a
 nearest integer to ``W_ij / s`` (either one at an exact half: rounding ties is not what the
@@ -6,13 +8,22 @@ exercise is about); a row of zeros has scale 0 and codes 0. Codes may come in an
 or as whole numbers in a float dtype, as the notebook's own check allows. Hints name a scale from
 the largest value instead of the largest magnitude, a wrong ``q_max``, one scale per column, a
 zero row divided by zero and codes truncated instead of rounded.
+
+**kNN distribution**: ``knn_probs(distances (Q, K), values (Q, K), vocab_size, temperature)`` is
+softmax(−d/τ) over the K neighbours, each weight added to its value's token, judged in float64
+against that closed form; hints name weights that grow with the distance, a temperature ignored or
+multiplied, equal votes, unnormalised weights and the nan of exp(−d/τ) underflowing at large d.
+
+**Patches**: ``patchify_images(images (B, H, W), P)`` -> ``(B, N, P·P)``, judged exactly against
+PyTorch's ``unfold``; hints name a direct reshape into runs of a row, patches numbered column by
+column and patches flattened column by column.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import Case, Check, NotebookChecks, definitions_only, describe, randint, shape
+from . import Case, Check, NotebookChecks, compare_tensor, definitions_only, describe, randint, shape
 
 ROUNDING_SLACK = 1e-3  # a code may be off from W/s by at most 0.5 + this (float32 division)
 
@@ -89,4 +100,93 @@ def judge(case: Case, got) -> str | None:
     return message
 
 
-CHECKS = NotebookChecks([Check("quantize_rows_tests", cases, judge)], setup=definitions_only)
+# --- 8.4.1: the kNN distribution ------------------------------------------------------------------
+
+def knn_cases(generator: torch.Generator) -> list[Case]:
+    found = [Case("knn_probs", (torch.tensor([[0.0, 1.0, 1.0]]), torch.tensor([[2, 0, 2]]), 3, 1.0),
+                  "knn_probs(distances=[[0, 1, 1]], values=[[2, 0, 2]], vocab_size=3, temperature=1)")]
+    for (Q, K, V), temperature, scale in [((2, 4, 5), 0.5, 1.0), ((7, 16, 11), 3.0, 10.0),
+                                          ((randint(generator, 3, 9), randint(generator, 8, 33), 65), 2.0, 5.0),
+                                          ((3, 8, 6), 1.0, 2000.0)]:  # the last: distances far from 0
+        distances = (torch.rand(Q, K, generator=generator) * scale).sort(1).values + (scale if scale > 100 else 0)
+        values = torch.randint(0, V, (Q, K), generator=generator)
+        label = f"distances of shape {shape(distances)} (from {distances.min():.3g} to {distances.max():.3g})"
+        found.append(Case("knn_probs", (distances, values, V, temperature),
+                          f"knn_probs({label}, values, vocab_size={V}, temperature={temperature})"))
+    return found
+
+
+def knn_judge(case: Case, got) -> str | None:
+    distances, values, vocab_size, temperature = case.args
+    d = distances.double()
+
+    def votes(weights: torch.Tensor) -> torch.Tensor:  # (Q, K) weights -> (Q, V), each to its token
+        return torch.zeros(len(d), vocab_size, dtype=torch.float64).scatter_add_(1, values, weights)
+
+    expected = votes(torch.softmax(-d / temperature, dim=1))
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return f"knn_probs should return a tensor of shape {shape(expected)} (queries, vocabulary); it returned {describe(got)}"
+    if not got.is_floating_point():
+        return f"your probabilities have dtype {got.dtype}; they are real numbers (a float dtype)"
+    g = got.double()
+    if not torch.isfinite(g).all():
+        return ("your probabilities have nan or inf: exp(−d/τ) of large distances underflows to 0 and 0/0 is nan; "
+                "subtract each row's smallest distance first, or use torch.softmax(−d / τ, dim=1)")
+    if torch.allclose(g, expected, rtol=1e-4, atol=1e-6):
+        return None
+    wrong = (g - expected).abs() > 1e-4 + 1e-4 * expected.abs()
+    q, y = (int(i) for i in wrong.nonzero()[0])
+    message = f"p[{q}, {y}] is {g[q, y].item():.6g}; expected {expected[q, y].item():.6g}"
+    for variant, hint in [
+        (votes(torch.softmax(d / temperature, dim=1)), "your weights grow with the distance: use exp(−d/τ), with the minus"),
+        (votes(torch.softmax(-d, dim=1)), "your weights ignore the temperature: divide the distances by τ"),
+        (votes(torch.softmax(-d * temperature, dim=1)), "you multiplied the distances by τ: divide them by τ"),
+        (votes(torch.full_like(d, 1.0 / d.size(1))), "every neighbour got the same vote: weight each by exp(−d/τ)"),
+        (votes(torch.exp(-d / temperature)), "your probabilities do not sum to one: divide by the sum of the weights"),
+    ]:
+        if torch.allclose(g, variant, rtol=1e-4, atol=1e-6):
+            return f"{hint}; {message}"
+    if not torch.allclose(g.sum(1), torch.ones(len(g), dtype=torch.float64), atol=1e-4):
+        return f"each row must sum to one; row {q} sums to {g[q].sum().item():.6g}; {message}"
+    return message
+
+
+# --- 8.4.2: patches -------------------------------------------------------------------------------
+
+def patch_cases(generator: torch.Generator) -> list[Case]:
+    found = [Case("patchify_images", (torch.arange(16.0).view(1, 4, 4), 2), "patchify_images(arange(16).view(1, 4, 4), 2)")]
+    for B, H, W, P in [(2, 6, 9, 3), (1, 5, 10, 5), (3, 8, 12, 4), (randint(generator, 1, 4), 7, 14, 7)]:
+        images = torch.randn(B, H, W, generator=generator)
+        found.append(Case("patchify_images", (images, P), f"patchify_images(images of shape {shape(images)}, {P})"))
+    return found
+
+
+def patch_judge(case: Case, got) -> str | None:
+    images, P = case.args
+    B, H, W = images.shape
+    # The reference: PyTorch's unfold (im2col), whose columns are the patches, row by row.
+    expected = torch.nn.functional.unfold(images[:, None], P, stride=P).transpose(1, 2)  # (B, N, P·P)
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return (f"patchify_images should return a tensor of shape {shape(expected)} (images, patches, P·P); "
+                f"it returned {describe(got)}")
+    if torch.equal(got.to(expected.dtype), expected):
+        return None
+    message = compare_tensor(got.to(expected.dtype), expected, "your patches")
+    rows, cols = H // P, W // P
+    strips = images.reshape(B, -1, P * P)
+    by_column = expected.view(B, rows, cols, P * P).transpose(1, 2).reshape(B, -1, P * P)
+    inside_transposed = expected.view(B, -1, P, P).transpose(-1, -2).reshape(B, -1, P * P)
+    for variant, hint in [
+        (strips, "you reshaped the image directly: that cuts it into runs of P·P consecutive pixels of a row, not P×P "
+                 "squares; split rows and columns first (view(B, H/P, P, W/P, P)) and bring the two patch axes together"),
+        (by_column, "your patches are numbered column by column; number them row by row (all patches of the top "
+                    "row first)"),
+        (inside_transposed, "inside each patch your values run down the columns; flatten each patch row by row"),
+    ]:
+        if torch.equal(got.to(expected.dtype), variant):
+            return f"{hint}; {message}"
+    return message
+
+
+CHECKS = NotebookChecks([Check("quantize_rows_tests", cases, judge), Check("knn_probs_tests", knn_cases, knn_judge),
+                         Check("patchify_tests", patch_cases, patch_judge)], setup=definitions_only)
