@@ -13,6 +13,8 @@ from pathlib import Path
 import nbformat
 
 from llm_tutorial.assignments import student_notebook
+from llm_tutorial.assignments.checks import CHAPTERS as CHECKED_CHAPTERS
+from llm_tutorial.assignments.exercises import find_exercises
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CH03 = NOTEBOOKS / "ch03_assignment_attention.ipynb"
@@ -206,34 +208,50 @@ def notebook_json(path: Path) -> dict:
 
 # --- the chapter notebooks' exercises --------------------------------------------------------------
 
-CHAPTERS = {stem: NOTEBOOKS / f"{stem}.ipynb" for stem in (
-    "ch01_background", "ch02_core_concepts", "ch03_algorithms", "ch04_mathematics", "ch05_project",
-    "ch06_applications", "ch07_tools", "ch08_trends_challenges", "ch09_faq")}
+CHAPTERS = {stem: NOTEBOOKS / f"{stem}.ipynb" for stem in CHECKED_CHAPTERS}  # the grader's list is the one list
 
-# Realistic slips in each chapter's exercise, as edits of its reference solution: (old, new, words
-# the grader's message must contain). The first of each chapter is also graded in a kernel.
+
+def chapter_exercises(stem: str) -> list[tuple[str, str]]:
+    """Each graded exercise of a chapter notebook, in order: (its solution cell's grade_id, its test cell's grade_id)."""
+    notebook = nbformat.read(CHAPTERS[stem], as_version=4)
+    return [(notebook.cells[exercise.solution_cells[0]].metadata["nbgrader"]["grade_id"], exercise.grade_id)
+            for exercise in find_exercises(notebook)]
+
+
+def chapter_exercise(stem: str) -> str:
+    """The grade_id of the solution cell of a chapter notebook's first exercise."""
+    return chapter_exercises(stem)[0][0]
+
+
+# Every exercise of every chapter notebook: (notebook stem, solution grade_id, test grade_id).
+CHAPTER_EXERCISES = [(stem, solution, test) for stem in CHAPTERS for solution, test in chapter_exercises(stem)]
+
+
+# Realistic slips in each exercise of a chapter notebook, as edits of its reference solution: (old, new,
+# words the grader's message must contain), under "<notebook stem>/<solution cell's grade_id>". Every
+# exercise needs at least two; the first of each is also graded in a kernel.
 CHAPTER_MISTAKES = {
-    "ch01_background": [
+    "ch01_background/bigram_add_one": [
         ("counts.sum(1, keepdim=True)", "torch.bincount(ids, minlength=vocab_size)[:, None]", "the last id starts no pair"),
         ("counts.sum(1, keepdim=True) + vocab_size", "counts.sum(1, keepdim=True) + 1", "add V to c(h), not 1"),
         ("pairs = ids[:-1] * vocab_size + ids[1:]", "pairs = ids[1:] * vocab_size + ids[:-1]", "your table is transposed"),
         ("return (counts + 1) / (counts.sum(1, keepdim=True) + vocab_size)", "return counts / counts.sum(1, keepdim=True)",
          "unsmoothed"),
     ],
-    "ch02_core_concepts": [
+    "ch02_core_concepts/attention_weights": [
         (" + (T_k - T_q)", "", "a causal mask aligned with the first key"),
         (" / math.sqrt(q.size(-1))", "", "without the scale"),
         ("<= query_position", "< query_position", "may also see its own position"),
         ("torch.softmax(scores, dim=-1)", "torch.softmax(scores, dim=-2)", "a softmax over the queries"),
     ],
-    "ch03_algorithms": [
+    "ch03_algorithms/causal_blockwise_attention": [
         ("torch.arange(k_start, k_end)[None, :] > torch.arange(q_start, q_end)[:, None]",
          "torch.arange(k_end - k_start)[None, :] > torch.arange(q_end - q_start)[:, None]", "compares positions inside each block"),
         ("> torch.arange(q_start, q_end)[:, None]", ">= torch.arange(q_start, q_end)[:, None]", "must see its own key"),
         ("range(0, q_end, block)", "range(q_start, q_end, block)", "the query's own block only"),
         ("o = o * rescale[..., None] + p @ v", "o = o + p @ v", "the first wrong row is query"),
     ],
-    "ch04_mathematics": [
+    "ch04_mathematics/attention_backward": [
         ("d_scores.transpose(-2, -1) @ q * scale", "d_scores @ q * scale", "dk = dSᵀ Q / √D: transpose dS"),
         ("return d_scores @ k * scale,", "return d_scores @ k,", "lacks the factor 1/√D"),
         ("weights * (d_weights - (d_weights * weights).sum(dim=-1, keepdim=True))", "weights * d_weights",
@@ -243,7 +261,7 @@ CHAPTER_MISTAKES = {
         ("return d_scores @ k * scale, d_scores.transpose(-2, -1) @ q * scale, d_v",
          "return d_scores.transpose(-2, -1) @ q * scale, d_scores @ k * scale, d_v", "in this order"),
     ],
-    "ch05_project": [
+    "ch05_project/tiled_attention": [
         ("acc = acc * correction[..., None] + p @ v[:, :, keys]", "acc = acc + p @ v[:, :, keys]",
          "multiply the accumulated output by e^(m − m_new)"),
         ("return acc / row_sum[..., None], row_max + torch.log(row_sum)", "return acc / row_sum[..., None], torch.log(row_sum)",
@@ -251,12 +269,12 @@ CHAPTER_MISTAKES = {
         ("return acc / row_sum[..., None],", "return acc,", "not divided by ℓ"),
         ("row_max + torch.log(row_sum)", "(row_max + torch.log(row_sum)) / math.log(2)", "natural logarithm"),
     ],
-    "ch06_applications": [
+    "ch06_applications/best_span_loop": [
         ("min(i + max_answer_length, len(s))", "min(i + max_answer_length + 1, len(s))", "(j < i + max_answer_length)"),
         ("if ok[i] and ok[j]", "if ok[i]", "is False"),
         ("for j in range(i, ", "for j in range(max(i - 1, 0), ", "ends before it starts"),
     ],
-    "ch07_tools": [
+    "ch07_tools/bpe_encode": [
         ("best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)",
          "best = next((i for i, r in enumerate(pair_ranks) if r != math.inf), 0)", "the leftmost pair that has a rank"),
         ("best = min(range(len(pair_ranks)), key=pair_ranks.__getitem__)",
@@ -265,14 +283,14 @@ CHAPTER_MISTAKES = {
         ("min(range(len(pair_ranks))", "min(reversed(range(len(pair_ranks)))", "merge the leftmost one first"),
         ("return [ranks[part] for part in parts]", "return parts", "not their bytes"),
     ],
-    "ch08_trends_challenges": [
+    "ch08_trends_challenges/quantize_rows": [
         ("weight.abs().amax(dim=1, keepdim=True)", "weight.amax(dim=1, keepdim=True)", "not its largest magnitude"),
         ("torch.round(weight / torch.where(scales > 0, scales, 1.0))", "(weight / torch.where(scales > 0, scales, 1.0))",
          "truncated towards zero"),
         ("q_max = 2 ** (bits - 1) - 1", "q_max = 2 ** bits - 1", "not 2^bits − 1"),
         ("amax(dim=1, keepdim=True)", "amax(dim=0, keepdim=True)", "one scale per output row"),
     ],
-    "ch09_faq": [
+    "ch09_faq/stable_log_softmax": [
         ("x.max(dim=-1, keepdim=True).values", "x.max()", "subtract each row's own maximum"),
         ("shifted = x - x.max(dim=-1, keepdim=True).values", "shifted = x", "subtract the row maximum before exponentiating"),
         ("return shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))",
@@ -280,11 +298,6 @@ CHAPTER_MISTAKES = {
     ],
 }
 
-
-def chapter_exercise(stem: str) -> str:
-    """The grade_id of a chapter notebook's one solution cell."""
-    notebook = nbformat.read(CHAPTERS[stem], as_version=4)
-    return next(c.metadata["nbgrader"]["grade_id"] for c in notebook.cells if c.metadata.get("nbgrader", {}).get("solution"))
 
 # The issue's first attack on chapter 9: silence the tests' exceptions, make every comparison pass
 # and empty the notebook's visible check, with a log-softmax that overflows.

@@ -15,7 +15,7 @@ from grader_submissions import (
     REPLACE_THE_REFERENCE,
     SILENCE_THE_CHAPTER_TESTS,
     SPANS_THAT_EQUAL_EVERYTHING,
-    chapter_exercise,
+    chapter_exercises,
     write_submission,
 )
 from llm_tutorial.assignments import grade, table
@@ -32,7 +32,11 @@ ATTACKS = {
 def test_an_attack_on_a_chapter_exercise_earns_nothing(attack, tmp_path):
     stem, source, words = ATTACKS[attack]
     teacher = CHAPTERS[stem]
-    submission = write_submission(tmp_path / teacher.name, teacher, **{chapter_exercise(stem): source})
+    (solution, test_id), *others = chapter_exercises(stem)  # the attack is on the first exercise
+    submission = write_submission(tmp_path / teacher.name, teacher, **{solution: source})
     report = grade(submission, teacher, timeout=60)
-    assert report.points == 0 and report.isolated and not report.problems, table(report)
-    assert words in report.scores[0].message, table(report)
+    points = {s.grade_id: s.points for s in report.scores}
+    assert points[test_id] == 0 and report.isolated and not report.problems, table(report)
+    assert all(points[test] == 3 for _, test in others), table(report)  # the others keep their reference answers
+    (attacked,) = [s for s in report.scores if s.grade_id == test_id]
+    assert words in attacked.message, table(report)

@@ -1,9 +1,9 @@
-"""The one graded exercise of each chapter notebook, judged by the grader in its own process.
+"""The graded exercises of each chapter notebook, judged by the grader in its own process.
 
 Fast tests call the reference solutions and their common slips here and judge them on the cases
 of several seeds: references pass, each slip gets its hint. The slow test grades the reference
-(3/3) and the handed-out stub (0) of each chapter in the sandbox; test_grader_chapter_mistakes.py
-grades a slip of each.
+(full marks) and the handed-out stubs (0) of each chapter in the sandbox;
+test_grader_chapter_mistakes.py grades a slip of each exercise.
 """
 
 from __future__ import annotations
@@ -18,28 +18,29 @@ import torch
 import torch.nn.functional as F
 
 from grader_submissions import (
+    CHAPTER_EXERCISES,
     CHAPTER_MISTAKES,
     CHAPTERS,
     NOTEBOOKS,
-    chapter_exercise,
     edited,
     reference_source,
     write_submission,
 )
 from llm_tutorial.assignments import grade, table
 from llm_tutorial.assignments.checks import CHAPTERS as CHECKED_CHAPTERS
-from llm_tutorial.assignments.checks import checks_for, definitions_only
+from llm_tutorial.assignments.checks import CHECKED_NOTEBOOKS, checks_for, definitions_only
 from llm_tutorial.assignments.exercises import find_exercises, is_solution, is_test
 from llm_tutorial.assignments.runner import run_lenient
 
 SEEDS = (0, 1, 2)
 
 
-def first_problem(stem: str, source: str, seed: int) -> str | None:
-    """Define the exercise's function from ``source`` here and judge it on the cases of ``seed``."""
+def first_problem(stem: str, test_id: str, source: str, seed: int) -> str | None:
+    """Define the exercise's function from ``source`` here and judge it on the cases of ``seed``
+    drawn by the check of the test cell ``test_id``."""
     namespace = {"math": math, "torch": torch, "F": F}
     exec(compile(source, f"<{stem} solution>", "exec"), namespace)
-    (check,) = checks_for(stem).checks.values()
+    check = checks_for(stem).checks[test_id]
     for case in check.cases(torch.Generator().manual_seed(seed)):
         try:
             got = namespace[case.function](*copy.deepcopy(case.args))
@@ -62,7 +63,14 @@ def test_every_graded_notebook_of_the_book_has_a_check_for_each_exercise():
             assert checks is not None, f"{path.name} has graded exercises but no grader checks"
             assert [e.grade_id for e in exercises] == list(checks.checks), path.name
             graded += 1
-    assert graded == 12
+    assert graded == len(CHECKED_NOTEBOOKS)
+
+
+def test_every_exercise_of_a_chapter_has_its_slips_and_every_slip_its_exercise():
+    """Each exercise is tested against at least two realistic mistakes, and no list of mistakes is orphaned."""
+    exercises = {f"{stem}/{solution}" for stem, solution, _ in CHAPTER_EXERCISES}
+    assert set(CHAPTER_MISTAKES) == exercises
+    assert all(len(mistakes) >= 2 for mistakes in CHAPTER_MISTAKES.values())
 
 
 def test_definitions_only_keeps_imports_constants_functions_and_classes():
@@ -96,8 +104,8 @@ def test_set_up_definitions_never_replace_the_students_function(stem):
     """The grader runs the notebook's imports and definitions around the student's cell: none may
     define the function being graded, nor fail to parse."""
     notebook = nbformat.read(CHAPTERS[stem], as_version=4)
-    (check,) = checks_for(stem).checks.values()
-    functions = {case.function for case in check.cases(torch.Generator().manual_seed(0))}
+    functions = {case.function for check in checks_for(stem).checks.values()
+                 for case in check.cases(torch.Generator().manual_seed(0))}
     for cell in notebook.cells:
         if cell.cell_type == "code" and not is_solution(cell) and not is_test(cell):
             tree = ast.parse(definitions_only(cell.source))
@@ -107,20 +115,24 @@ def test_set_up_definitions_never_replace_the_students_function(stem):
             assert not defined & functions, f"a set-up cell of {stem} defines {defined & functions}"
 
 
-@pytest.mark.parametrize("stem", CHAPTERS)
-def test_reference_solution_passes_on_fresh_inputs(stem):
-    source = reference_source(CHAPTERS[stem], chapter_exercise(stem))
+@pytest.mark.parametrize("stem,solution,test_id", CHAPTER_EXERCISES, ids=lambda value: value)
+def test_reference_solution_passes_on_fresh_inputs(stem, solution, test_id):
+    source = reference_source(CHAPTERS[stem], solution)
     for seed in SEEDS:
-        assert first_problem(stem, source, seed) is None, f"seed {seed}"
+        assert first_problem(stem, test_id, source, seed) is None, f"seed {seed}"
 
 
-@pytest.mark.parametrize("stem,mistake", [(stem, m) for stem, ms in CHAPTER_MISTAKES.items() for m in ms],
+TEST_ID = {f"{stem}/{solution}": test_id for stem, solution, test_id in CHAPTER_EXERCISES}
+
+
+@pytest.mark.parametrize("exercise,mistake", [(exercise, m) for exercise, ms in CHAPTER_MISTAKES.items() for m in ms],
                          ids=lambda value: value if isinstance(value, str) else value[2][:30])
-def test_each_slip_fails_with_its_hint(stem, mistake):
+def test_each_slip_fails_with_its_hint(exercise, mistake):
+    stem, solution = exercise.split("/")
     old, new, hint = mistake
-    source = edited(CHAPTERS[stem], chapter_exercise(stem), old, new)
+    source = edited(CHAPTERS[stem], solution, old, new)
     for seed in SEEDS:
-        message = first_problem(stem, source, seed)
+        message = first_problem(stem, TEST_ID[exercise], source, seed)
         assert message is not None and hint in message, f"seed {seed}: {message}"
 
 
@@ -128,7 +140,8 @@ def test_each_slip_fails_with_its_hint(stem, mistake):
 def test_reference_scores_full_marks_and_stub_scores_zero_in_the_sandbox(stem, tmp_path):
     teacher = CHAPTERS[stem]
     reference = grade(teacher, teacher, timeout=120)
-    assert reference.isolated and reference.points == reference.max_points == 3, table(reference)
-    assert reference.scores[0].message == "passed" and not reference.problems
+    n_exercises = len(checks_for(stem).checks)
+    assert reference.isolated and reference.points == reference.max_points == 3 * n_exercises, table(reference)
+    assert [s.message for s in reference.scores] == ["passed"] * n_exercises and not reference.problems
     stub = grade(write_submission(tmp_path / teacher.name, teacher, stubs=True), teacher, timeout=120)
-    assert stub.points == 0 and "NotImplementedError" in stub.scores[0].message, table(stub)
+    assert stub.points == 0 and all("NotImplementedError" in s.message for s in stub.scores), table(stub)
