@@ -115,14 +115,15 @@ def resolve(run: RunConfig | str, overrides: Sequence[str] = ()) -> RunConfig:
 
 
 def run_recipe(run: RunConfig | str, seed: int, *, label: str | None = None, eval_every: int = 100,
-               eval_tokens: int = 16_384, stop_at: float | None = None, threads: int | None = None,
-               device: str | None = "cpu") -> SpeedrunRecord:
+               eval_tokens: int = 16_384, stop_at: float | None = None, max_seconds: float | None = None,
+               threads: int | None = None, device: str | None = "cpu") -> SpeedrunRecord:
     """Train ``run`` (a :class:`RunConfig`, preset name or YAML path) with ``seed``; time it as the
     module's docstring says.
 
     ``stop_at``: stop at the first evaluation at or below this loss (an ablation that only needs
-    the time to a target; the learning-rate schedule is still the full run's). ``threads``: torch's
-    intra-op threads for this run."""
+    the time to a target; the learning-rate schedule is still the full run's). ``max_seconds``: stop
+    at the first evaluation after this much training time (a recipe slower than a budget need not
+    finish to show it). ``threads``: torch's intra-op threads for this run."""
     from .models.gpt import GPT
     from .runtime import seed_everything
     from .train.evaluate import evaluate_stream
@@ -137,6 +138,8 @@ def run_recipe(run: RunConfig | str, seed: int, *, label: str | None = None, eva
     check_int(eval_tokens, "eval_tokens", low=2)
     if stop_at is not None:
         check_number(stop_at, "stop_at", 0, above=True, hint=" (a loss in nats)")
+    if max_seconds is not None:
+        check_number(max_seconds, "max_seconds", 0, above=True)
     prepared = prepare_run(run)
     subset = prepared.val_ids[:eval_tokens]
     if len(subset) < 2:
@@ -174,7 +177,7 @@ def run_recipe(run: RunConfig | str, seed: int, *, label: str | None = None, eva
             record.curve_loss.append(loss)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"{name} seed {seed}: validation loss {loss} at step {trainer.step}")
-            if stop_at is not None and loss <= stop_at:
+            if (stop_at is not None and loss <= stop_at) or (max_seconds is not None and seconds >= max_seconds):
                 record.stopped_early = trainer.step < config.max_steps
                 break
         record.steps, record.tokens, record.train_seconds = trainer.step, seen[0], seconds

@@ -251,6 +251,11 @@ CHAPTER_MISTAKES = {
         ("range(0, q_end, block)", "range(q_start, q_end, block)", "the query's own block only"),
         ("o = o * rescale[..., None] + p @ v", "o = o + p @ v", "the first wrong row is query"),
     ],
+    "ch05_speedrun/newton_schulz": [
+        ("x = matrix / matrix.norm()", "x = matrix", "divide the matrix by its Frobenius norm"),
+        ("(b * gram + c * gram @ gram)", "(b * gram + c * gram)", "the quintic term needs A @ A"),
+        ("for _ in range(steps):", "for _ in range(steps - 1):", "one is missing"),
+    ],
     "ch04_mathematics/attention_backward": [
         ("d_scores.transpose(-2, -1) @ q * scale", "d_scores @ q * scale", "dk = dSᵀ Q / √D: transpose dS"),
         ("return d_scores @ k * scale,", "return d_scores @ k,", "lacks the factor 1/√D"),
