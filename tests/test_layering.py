@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "train": 5,
     "__main__": 6,
     "throughput": 6,
+    "bench": 6,
     "assignments": 6,
     "doctor": 6,
 }

@@ -137,7 +137,7 @@ def _decode(model: nn.Module, request: _Request, out: torch.Tensor) -> Iterator[
             if t + 1 == end or (request.stop_tokens is not None and bool(finished.all())):
                 return
             if cache is not None:
-                logits = _last_logits(model, out[:, t : t + 1], cache)  # one new token through the cache
+                logits = _last_logits(model, out.narrow(1, t, 1), cache)  # (B, 1): one new token through the cache
             else:
                 logits = _last_logits(model, out[:, : t + 1], None)  # the whole sequence again
     finally:

@@ -118,14 +118,21 @@ class TransformerBlock(nn.Module):
         and ``memory_mask`` (broadcastable to ``(B, H, T, S)``) to the cross-attention, which a
         block has exactly when it was built with one (the caller passes ``memory`` then).
         """
+        # Dropout is the identity when off (evaluation, or p = 0): skip its module call, which a
+        # decoder pays 2·n_layer times per generated token.
+        drop = self.dropout if self.training and self.dropout.p > 0 else _identity
         if self.norm_first:  # pre-norm: x ← x + Dropout(F(Norm(x)))
-            x = x + self.dropout(self.attn(self.norm_attn(x), mask=mask, is_causal=is_causal, cache=cache, rope=rope))
+            x = x + drop(self.attn(self.norm_attn(x), mask=mask, is_causal=is_causal, cache=cache, rope=rope))
             if self.cross_attn is not None:
-                x = x + self.dropout(self.cross_attn(self.norm_cross(x), memory, mask=memory_mask))
-            x = x + self.dropout(self.mlp(self.norm_mlp(x)))
+                x = x + drop(self.cross_attn(self.norm_cross(x), memory, mask=memory_mask))
+            x = x + drop(self.mlp(self.norm_mlp(x)))
         else:  # post-norm: x ← Norm(x + Dropout(F(x)))
-            x = self.norm_attn(x + self.dropout(self.attn(x, mask=mask, is_causal=is_causal, cache=cache, rope=rope)))
+            x = self.norm_attn(x + drop(self.attn(x, mask=mask, is_causal=is_causal, cache=cache, rope=rope)))
             if self.cross_attn is not None:
-                x = self.norm_cross(x + self.dropout(self.cross_attn(x, memory, mask=memory_mask)))
-            x = self.norm_mlp(x + self.dropout(self.mlp(x)))
+                x = self.norm_cross(x + drop(self.cross_attn(x, memory, mask=memory_mask)))
+            x = self.norm_mlp(x + drop(self.mlp(x)))
         return x
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x

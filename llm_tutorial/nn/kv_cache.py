@@ -42,7 +42,29 @@ class LayerKVCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write ``T`` new positions ``(B, H_kv, T, D)`` after the cached ones and return views of
-        all keys and values so far, ``(B, H_kv, length + T, D)``."""
+        all keys and values so far, ``(B, H_kv, length + T, D)``.
+
+        This runs once per layer per generated token, so its checks are one fast test of the whole
+        contract; only when that fails does :meth:`_explain` work out which rule was broken."""
+        keys = self.keys
+        if not (isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor) and k.shape == v.shape and k.ndim == 4
+                and k.dtype == v.dtype == keys.dtype and k.device == keys.device and v.device == keys.device
+                and k.shape[0] == keys.shape[0] and k.shape[1] == keys.shape[1] and k.shape[3] == keys.shape[3]):
+            self._explain(k, v)
+        T = k.size(2)
+        start, end = self.length, self.length + T
+        if end > keys.size(2):
+            raise ValueError(
+                f"the KV cache is full: it holds {start} of {self.max_len} positions and cannot take {T} more; "
+                "create a larger one (model.new_cache(batch_size, max_len=...)) or reset() it"
+            )
+        keys.narrow(2, start, T).copy_(k)  # in place: no buffer grows or is reallocated
+        self.values.narrow(2, start, T).copy_(v)
+        self.length = end
+        return keys.narrow(2, 0, end), self.values.narrow(2, 0, end)  # (B, H_kv, end, D) views, no copy
+
+    def _explain(self, k: object, v: object) -> None:
+        """Raise the error that says which part of :meth:`append`'s contract ``k`` and ``v`` break."""
         for name, new in (("k", k), ("v", v)):
             check_tensor(new, name)
             check_rank(new, name, 4, "(B, H_kv, T, D)")
@@ -62,19 +84,7 @@ class LayerKVCache:
                     f"the KV cache holds {self.keys.dtype} on {self.keys.device}, got {name} as {new.dtype} on "
                     f"{new.device}; create the cache with the model's dtype and device"
                 )
-        if k.shape != v.shape:
-            raise ValueError(f"k and v must have equal shapes, got {tuple(k.shape)} and {tuple(v.shape)}")
-        T = k.size(2)
-        end = self.length + T
-        if end > self.max_len:
-            raise ValueError(
-                f"the KV cache is full: it holds {self.length} of {self.max_len} positions and cannot take {T} more; "
-                "create a larger one (model.new_cache(batch_size, max_len=...)) or reset() it"
-            )
-        self.keys[:, :, self.length : end] = k
-        self.values[:, :, self.length : end] = v
-        self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]  # (B, H_kv, end, D) views, no copy
+        raise ValueError(f"k and v must have equal shapes, got {tuple(k.shape)} and {tuple(v.shape)}")
 
 
 class KVCache:

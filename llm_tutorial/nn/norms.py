@@ -45,6 +45,8 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # mean = Σ x / d,  var = Σ (x − mean)² / d,  y = (x − mean) / √(var + eps) · weight + bias
+        if x.dtype == self.weight.dtype == torch.float32:  # the common case, without three no-op casts
+            return F.layer_norm(x, (self.d_model,), self.weight, self.bias, self.eps)
         dtype = torch.promote_types(x.dtype, torch.float32)
         weight, bias = self.weight.to(dtype), None if self.bias is None else self.bias.to(dtype)
         return F.layer_norm(x.to(dtype), (self.d_model,), weight, bias, self.eps).to(x.dtype)
@@ -61,6 +63,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # y = x / √(Σ x² / d + eps) · weight
+        if x.dtype == self.weight.dtype == torch.float32:
+            return F.rms_norm(x, (self.d_model,), self.weight, self.eps)
         dtype = torch.promote_types(x.dtype, torch.float32)
         return F.rms_norm(x.to(dtype), (self.d_model,), self.weight.to(dtype), self.eps).to(x.dtype)
 
