@@ -11,10 +11,10 @@ ones such a record needs to be believed:
   which includes ``torch.compile``'s warm-up when a recipe asks for it) and pauses while the
   harness measures the validation loss, as modded-nanogpt's timer does. Data loading and model
   construction happen before the clock starts.
-* **The curve comes from a fixed subset.** Every ``eval_every`` steps the loss on the first
-  ``eval_tokens`` tokens of the validation text (the same tokens every time, every token scored
-  once, :func:`~llm_tutorial.train.evaluate.evaluate_stream`) gives one point of loss against
-  training seconds. The *time to a target* is the training time of the first point at or below
+* **The curve comes from a fixed subset.** Every ``eval_every`` steps the loss on a fixed set of
+  windows of the validation text (``eval_tokens // T`` windows of the model's context ``T``, spread
+  evenly from its start to its end, the same windows every time: :func:`validation_windows`) gives
+  one point of loss against training seconds. The *time to a target* is the training time of the first point at or below
   it: resolution one evaluation interval, never optimistic.
 * **The end is judged on everything.** After the last step the whole validation text is scored.
 * **Interleaved seeds.** :func:`race` runs recipe A seed 0, recipe B seed 0, A seed 1, … in one
@@ -89,6 +89,38 @@ def time_to_target(seconds: Sequence[float], losses: Sequence[float], target: fl
     return None
 
 
+def validation_windows(ids: torch.Tensor, context: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` windows of ``context`` tokens spread evenly over the stream ``ids``, with their
+    next-token targets: ``(x, y)``, each ``(count, context)``. Evenly spread, not the first
+    ``count · context`` tokens, so the subset samples every part of the text (a play's first scene
+    is not its average); fixed, so every point of every curve scores the same characters."""
+    check_int(context, "context", low=1)
+    check_int(count, "count", low=1)
+    last = len(ids) - context - 1  # the last start whose target window fits
+    if last < 0:
+        raise ValueError(f"the validation text has {len(ids)} tokens, fewer than one window of {context} + 1")
+    starts = torch.linspace(0, last, count).round().long()  # (count,)
+    index = starts[:, None] + torch.arange(context)  # (count, T)
+    return ids[index], ids[index + 1]
+
+
+@torch.no_grad()
+def window_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
+    """Mean next-token loss (nats) of the windows ``x`` → ``y`` (each ``(N, T)``), in eval mode."""
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    try:
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size])  # (b, T, V)
+            total += F.cross_entropy(logits.flatten(0, 1).float(), y[i : i + batch_size].flatten(), reduction="sum").item()
+    finally:
+        model.train(was_training)
+    return total / y.numel()
+
+
 @contextmanager
 def torch_threads(threads: int | None):
     """Run the block with ``threads`` intra-op threads (None: leave the setting alone)."""
@@ -141,9 +173,8 @@ def run_recipe(run: RunConfig | str, seed: int, *, label: str | None = None, eva
     if max_seconds is not None:
         check_number(max_seconds, "max_seconds", 0, above=True)
     prepared = prepare_run(run)
-    subset = prepared.val_ids[:eval_tokens]
-    if len(subset) < 2:
-        raise ValueError(f"the validation split has {len(prepared.val_ids)} tokens; need at least 2")
+    window = prepared.model_config.context_length
+    subset = validation_windows(prepared.val_ids, window, max(1, eval_tokens // window))  # (x, y)
     config = dataclasses.replace(run.train, seed=seed, checkpoint_dir=None, progress=False)
     with torch_threads(threads):
         seed_everything(seed)
@@ -157,10 +188,10 @@ def run_recipe(run: RunConfig | str, seed: int, *, label: str | None = None, eva
             return x, y
 
         trainer = Trainer(model, causal_lm_loss, counted, config)
-        window = prepared.model_config.context_length
+        subset = tuple(t.to(device) for t in subset)
 
         def evaluate() -> float:
-            return evaluate_stream(model, subset, window)
+            return window_loss(model, *subset)
 
         seconds, record = 0.0, SpeedrunRecord(name, seed, 0, 0, 0.0, math.nan)
         record.curve_seconds.append(0.0)

@@ -124,3 +124,17 @@ def test_context_warmup_grows_the_window_and_resumes():
         ContextWarmup(ids, context=8, start=16, steps=10)
     with pytest.raises(ValueError, match="context_warmup_steps"):
         load_run_config("shakespeare-char", ["data.context_warmup_steps=-1"])
+
+
+def test_validation_windows_are_fixed_spread_and_shifted():
+    from llm_tutorial.speedrun import validation_windows
+
+    ids = torch.arange(1000)
+    x, y = validation_windows(ids, context=10, count=5)
+    assert x.shape == y.shape == (5, 10) and torch.equal(y, x + 1)
+    assert x[0, 0] == 0 and y[-1, -1] == 999  # from the first token to the last
+    assert torch.equal(validation_windows(ids, 10, 5)[0], x)  # the same windows every time
+    with pytest.raises(ValueError, match="fewer than one window"):
+        validation_windows(torch.arange(5), context=10, count=1)
+    with pytest.raises(ValueError, match="count"):
+        validation_windows(ids, context=10, count=0)
