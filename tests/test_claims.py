@@ -427,10 +427,10 @@ def test_ch05_llama_has_fewer_parameters_and_is_slower(results):
 
 
 def test_ch05_speedrun_newton_schulz_flattens_the_gradient_spectrum(results):
-    """"dominated by a handful of directions … every singular value lies between … and …"."""
+    """"dominated by a handful of directions … most singular values lie between 0.6 and 1.25 (none above …)"."""
     r = results("ch05_speedrun")
     assert r["grad_top5_share"] > 0.5
-    assert 0.5 < r["ns_sigma_min"] <= r["ns_sigma_max"] < 1.3
+    assert r["ns_share_in_band"] > 0.5 and r["ns_sigma_max"] < 1.3
 
 
 def _verdict(each_ok: list[bool]) -> str:
