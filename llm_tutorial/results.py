@@ -35,7 +35,7 @@ from .runtime import quick_mode
 
 GLUE_PREFIX = "application/papermill.record/"
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
-_CHAPTER = re.compile(r"ch\d\d[a-z]*\Z")  # "ch05"; a section notebook adds letters: "ch06cg"
+_CHAPTER = re.compile(r"ch\d\d(?:[a-z]+|_[a-z]+)?\Z")  # "ch05"; a section notebook adds letters: "ch06cg" or "ch05_speedrun"
 
 
 def results_folder(start: str | Path | None = None) -> Path | None:
@@ -95,7 +95,7 @@ class ChapterResults:
 
     def __init__(self, chapter: str, folder: str | Path | None = None):
         if not isinstance(chapter, str) or not _CHAPTER.match(chapter):
-            raise ValueError(f"chapter must look like 'ch05' (or 'ch06cg' for a section notebook of chapter 6), "
+            raise ValueError(f"chapter must look like 'ch05' (or 'ch06cg' / 'ch05_speedrun' for a section notebook), "
                              f"got {chapter!r}")
         self.chapter = chapter
         self.folder = Path(folder) if folder is not None else results_folder()

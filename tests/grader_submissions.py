@@ -261,6 +261,11 @@ CHAPTER_MISTAKES = {
         ("    targets.append(sentinel_ids[n_spans])\n    return", "    return", "one more sentinel"),
         ("            n_spans += 1\n", "", "the same sentinel"),
     ],
+    "ch05_speedrun/newton_schulz": [
+        ("x = matrix / matrix.norm()", "x = matrix", "divide the matrix by its Frobenius norm"),
+        ("(b * gram + c * gram @ gram)", "(b * gram + c * gram)", "the quintic term needs A @ A"),
+        ("for _ in range(steps):", "for _ in range(steps - 1):", "one is missing"),
+    ],
     "ch04_mathematics/attention_backward": [
         ("d_scores.transpose(-2, -1) @ q * scale", "d_scores @ q * scale", "dk = dSᵀ Q / √D: transpose dS"),
         ("return d_scores @ k * scale,", "return d_scores @ k,", "lacks the factor 1/√D"),

@@ -456,6 +456,60 @@ def test_ch05_llama_has_fewer_parameters_and_is_slower(results):
 
 
 
+# ------------------------------------------------------------------------------- ch05_speedrun --
+
+
+def test_ch05_speedrun_newton_schulz_flattens_the_gradient_spectrum(results):
+    """"dominated by a handful of directions … most singular values lie between 0.6 and 1.25 (none above …)"."""
+    r = results("ch05_speedrun")
+    assert r["grad_top5_share"] > 0.5
+    assert r["ns_share_in_band"] > 0.5 and r["ns_sigma_max"] < 1.3
+
+
+def _verdict(each_ok: list[bool]) -> str:
+    if all(each_ok):
+        return "met by every seed"
+    return "met by the median seed but not by every seed" if sum(each_ok) > len(each_ok) / 2 else "not met on this run"
+
+
+def test_ch05_speedrun_target_verdicts_follow_the_figures(results):
+    """"Target 1 … {verdict}. Target 2 … {verdict}.": the verdicts agree with the recorded figures."""
+    r = results("ch05_speedrun")
+    assert r["seeds"] == 3
+    if r["target1_verdict"] == "met by every seed":
+        assert r["speedrun_reached"] == r["seeds"] and 0 < r["time_ratio_max"] <= 0.5
+    if r["target2_verdict"] == "met by every seed":
+        assert r["speedrun_val_max"] <= 1.65 and r["speedrun_seconds_max"] <= r["baseline_seconds"]
+    if r["target2_verdict"] == "not met on this run":
+        assert r["speedrun_val"] > 1.65 or r["speedrun_seconds"] > r["baseline_seconds"]
+
+
+def test_ch05_speedrun_race_reads_similar_text_and_learns_more_from_it(results):
+    """"Each of its 800 steps costs more than one of the baseline's 2,000 … and makes more progress per character"."""
+    r = results("ch05_speedrun")
+    assert r["baseline_val_min"] <= r["baseline_val"] <= r["baseline_val_max"]
+    assert r["speedrun_val_min"] <= r["speedrun_val"] <= r["speedrun_val_max"]
+    assert r["speedrun_seconds"] / 800 > r["baseline_seconds"] / 2000
+    assert r["speedrun_val_max"] < r["baseline_val_min"] and r["speedrun_tokens"] < 1.2 * r["baseline_tokens"]
+    assert 0 < r["time_ratio"] < 1  # "reached the baseline's final loss after …% of the baseline's training time"
+
+
+def test_ch05_speedrun_ablation_speed_per_step(results):
+    """"A batch of 32 windows costs less than 2.7 times a batch of 12"; "the Newton–Schulz iterations make a step dearer"."""
+    r = results("ch05_speedrun")
+    assert r["abl_schedule_tokens_per_s"] > r["abl_baseline_tokens_per_s"]
+    assert r["abl_muon_tokens_per_s"] < r["abl_baseline_tokens_per_s"]
+    for key in ("schedule", "llama", "untied", "seqwarm", "muon", "compile", "threads"):
+        assert 0 <= r[f"abl_{key}_reached"] <= 2
+        assert (r[f"abl_{key}_reached"] == 0) == r[f"abl_{key}_verdict"].startswith("does not reach")
+
+
+def test_ch05_speedrun_bench_is_far_from_the_matmul_limit(results):
+    """"reaches …% of the floating-point rate a large matrix product gets … much of each step is fixed overhead"."""
+    r = results("ch05_speedrun")
+    assert 0 < r["bench_fraction_of_peak"] < 0.5
+
+
 # ---------------------------------------------------------------------------------------- ch06 --
 
 

@@ -72,7 +72,7 @@ def test_print_config_shows_the_resolved_run(capsys):
 
 
 def test_presets_are_the_yaml_files_of_the_package():
-    assert set(PRESETS) == {"shakespeare-char", "shakespeare-char-llama"}
+    assert set(PRESETS) == {"shakespeare-char", "shakespeare-char-llama", "shakespeare-char-speedrun"}
     assert all(path.parent == REPO / "llm_tutorial" / "configs" for path in PRESETS.values())
     run = load_run_config("shakespeare-char")
     assert run.model == dict(preset="gpt2", n_layer=4, n_head=4, d_model=128, context_length=64, dropout=0.0)

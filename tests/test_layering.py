@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "__main__": 6,
     "throughput": 6,
     "bench": 6,
+    "speedrun": 6,
     "assignments": 6,
     "doctor": 6,
 }

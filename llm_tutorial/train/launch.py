@@ -83,6 +83,42 @@ def check_windows(ids: torch.Tensor, context_length: int, batch_size: int, split
         )
 
 
+class ContextWarmup:
+    """A training batch source whose window grows with the step: a sequence-length warm-up.
+
+    At step ``s`` the windows hold ``T_s = start + (T − start) · s / S`` tokens (rounded down to
+    a multiple of 8, at least ``start``; the full ``T`` from step ``S = steps`` on). Early steps
+    are cheap and still teach what short contexts already can (spelling, common words); the
+    long-range part of the task comes once the model is ready for it. The trainer draws
+    ``calls_per_step`` batches per optimizer step (its gradient accumulation) and knows nothing
+    of this schedule, so the source counts its own calls; :meth:`start_at` sets the count when a
+    run resumes.
+    """
+
+    def __init__(self, ids: torch.Tensor, context: int, start: int, steps: int, calls_per_step: int = 1) -> None:
+        if not 1 <= start <= context:
+            raise ValueError(f"context_warmup_start must be between 1 and the window ({context}), got {start}")
+        self.ids, self.context, self.start, self.steps = ids, context, start, steps
+        self.calls_per_step = calls_per_step
+        self.calls = 0
+
+    def window(self, step: int) -> int:
+        """Tokens per window at optimizer step ``step``."""
+        if step >= self.steps:
+            return self.context
+        grown = self.start + (self.context - self.start) * step // self.steps
+        return max(self.start, grown // 8 * 8)
+
+    def start_at(self, step: int) -> None:
+        """Continue the schedule from optimizer step ``step`` (after a resume)."""
+        self.calls = step * self.calls_per_step
+
+    def __call__(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        window = self.window(self.calls // self.calls_per_step)
+        self.calls += 1
+        return get_batch(self.ids, batch_size, window, generator)  # (B, T_s) each
+
+
 @dataclasses.dataclass
 class PreparedRun:
     """What a run needs before a model exists: the tokenizer, the split ids and the GPT's config."""
@@ -92,10 +128,17 @@ class PreparedRun:
     val_ids: torch.Tensor  # (N_val,)
     model_config: Any  # GPTConfig
     context: int  # tokens per training window
+    context_warmup_steps: int = 0
+    context_warmup_start: int = 16
+    calls_per_step: int = 1  # the trainer's grad_accum_steps
 
     def batches(self, split: str):
-        """A batch source ``(batch_size, generator) -> (x, y)`` over the training or validation ids."""
+        """A batch source ``(batch_size, generator) -> (x, y)`` over the training or validation ids;
+        the training source follows the sequence-length warm-up, if the run has one."""
         ids = self.train_ids if split == "train" else self.val_ids
+        if split == "train" and self.context_warmup_steps:
+            return ContextWarmup(ids, self.context, min(self.context_warmup_start, self.context),
+                                 self.context_warmup_steps, self.calls_per_step)
         return lambda n, g: get_batch(ids, n, self.context, g)
 
 
@@ -116,7 +159,8 @@ def prepare_run(run: RunConfig) -> PreparedRun:
                          f"{model_config.context_length}: the model has no positions beyond it")
     check_windows(train_ids, context, run.train.batch_size, "training")
     check_windows(val_ids, context, run.train.batch_size, "validation")
-    return PreparedRun(tokenizer, train_ids, val_ids, model_config, context)
+    return PreparedRun(tokenizer, train_ids, val_ids, model_config, context, run.data.context_warmup_steps,
+                       run.data.context_warmup_start, run.train.grad_accum_steps)
 
 
 def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | None = None) -> History:
@@ -144,14 +188,17 @@ def train_from_config(run: RunConfig, out_dir: str | Path, resume: str | Path | 
         model = GPT(prepared.model_config).to(process.device)
         model.check_token_range = False  # ids checked once in prepare_run: no step reads back from the device
         train_config = dataclasses.replace(run.train, checkpoint_dir=str(out_dir))
+        train_batches = prepared.batches("train")
         trainer = Trainer(
-            model, causal_lm_loss, prepared.batches("train"), train_config,
+            model, causal_lm_loss, train_batches, train_config,
             val_batches=prepared.batches("validation"),
             metadata={"run": run.to_dict(), "tokenizer": tokenizer_state(prepared.tokenizer)},
         )
         trainer.adopt_lock(held)
         if resume is not None:
             trainer.resume(resume)
+            if isinstance(train_batches, ContextWarmup):
+                train_batches.start_at(trainer.step)
         if process.is_main:
             print(f"{model.num_parameters():,} parameters · {len(prepared.train_ids):,} training tokens · device "
                   f"{process.device} × {process.world_size} process(es) · from step {trainer.step}", flush=True)

@@ -43,3 +43,13 @@ def build_adamw(model: nn.Module, lr: float, weight_decay: float, betas: tuple[f
     if fused:
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
+
+
+def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:  # config: TrainConfig
+    """The optimizer ``config.optimizer`` names: :func:`build_adamw`, or Muon with AdamW for the
+    embeddings, head and vectors (:func:`llm_tutorial.train.muon.build_muon`)."""
+    if config.optimizer == "muon":
+        from .muon import build_muon
+
+        return build_muon(model, config.lr, config.weight_decay, config.betas, muon_lr_scale=config.muon_lr_scale)
+    return build_adamw(model, config.lr, config.weight_decay, config.betas)

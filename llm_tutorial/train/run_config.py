@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import yaml
 
-from .._checks import check_choice, check_probability
+from .._checks import check_choice, check_int, check_probability
 from ..models.gpt import GPT_PRESETS, GPTConfig
 from .trainer_config import TrainConfig
 
@@ -56,12 +56,16 @@ class DataConfig:
     UTF-8 text file. ``tokenizer``: ``"char"`` (the corpus's own characters) or ``"gpt2"``
     (GPT-2's byte-level BPE). The last ``val_fraction`` of the text is held out for validation.
     ``context_length``: tokens per training window; ``None`` means the model's context length.
+    ``context_warmup_steps``: a sequence-length warm-up — the training window grows linearly from
+    ``context_warmup_start`` tokens to the full window over this many steps (0: no warm-up).
     """
 
     corpus: str = "tinyshakespeare"
     tokenizer: str = "char"
     val_fraction: float = 0.1
     context_length: int | None = None
+    context_warmup_steps: int = 0
+    context_warmup_start: int = 16
 
     def __post_init__(self) -> None:
         check_choice(self.tokenizer, "tokenizer", TOKENIZERS)
@@ -71,6 +75,8 @@ class DataConfig:
         if self.context_length is not None and (
                 not isinstance(self.context_length, int) or self.context_length < 1):
             raise ValueError(f"context_length must be a positive integer or null, got {self.context_length!r}")
+        check_int(self.context_warmup_steps, "context_warmup_steps", 0)
+        check_int(self.context_warmup_start, "context_warmup_start", 1)
 
 
 @dataclass

@@ -59,7 +59,7 @@ from .checkpoint import (Checkpoint, NonFiniteStateError, list_checkpoints, load
 from .trainer_config import TrainConfig
 from .distributed import all_reduce_mean, barrier, current_process, shard
 from .history import History
-from .optimizer import build_adamw
+from .optimizer import build_optimizer
 from .precision import autocast, autocast_dtype
 from .rng import RandomState
 from ..runtime import progress_bars
@@ -130,7 +130,7 @@ class Trainer:
             )
         self.autocast_dtype = autocast_dtype(config.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
-        self.optimizer = build_adamw(model, config.lr, config.weight_decay, config.betas)
+        self.optimizer = build_optimizer(model, config)
         self.schedule = config.schedule
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history = History()

@@ -13,6 +13,7 @@ from .._checks import check_choice, check_int, check_number, check_positive_int,
 from .schedule import WarmupCosineSchedule
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass
@@ -30,6 +31,9 @@ class TrainConfig:
     ``precision``: ``"auto"`` is bf16 autocast on a CUDA GPU that supports it, fp16 with loss
     scaling on an older GPU (e.g. Colab's T4), and fp32 on a CPU; ``"bf16"`` asks for bf16 autocast
     on any device; ``"fp16"`` needs CUDA.
+
+    ``optimizer``: ``"adamw"`` for every parameter, or ``"muon"`` (:mod:`.muon`): Muon for the
+    hidden weight matrices at ``lr · muon_lr_scale``, AdamW for embeddings, head and vectors.
     """
 
     batch_size: int = 12
@@ -51,6 +55,8 @@ class TrainConfig:
     seed: int = 1337
     compile: bool = False
     progress: bool = True
+    optimizer: str = "adamw"
+    muon_lr_scale: float = 20.0
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -65,6 +71,8 @@ class TrainConfig:
             check_probability(beta, "each of betas", inclusive_high=False)
         check_number(self.grad_clip, "grad_clip", 0, hint=" (0 turns clipping off)")
         check_choice(self.precision, "precision", PRECISIONS)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_number(self.muon_lr_scale, "muon_lr_scale", 0, above=True)
         check_int(self.seed, "seed")
 
     @property

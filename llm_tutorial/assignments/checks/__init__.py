@@ -64,7 +64,8 @@ class NotebookChecks:
 
 ASSIGNMENTS = ("ch03_assignment_attention", "ch05_assignment_triton_softmax", "ch07_assignment_bpe")
 CHAPTERS = ("ch01_background", "ch02_core_concepts", "ch03_algorithms", "ch04_mathematics", "ch05_project",
-            "ch06_applications", "ch06_controllable_generation", "ch07_tools", "ch08_trends_challenges", "ch09_faq")
+            "ch05_speedrun", "ch06_applications", "ch06_controllable_generation", "ch07_tools", "ch08_trends_challenges",
+            "ch09_faq")
 CHECKED_NOTEBOOKS = ASSIGNMENTS + CHAPTERS
 
 
