@@ -466,12 +466,6 @@ def test_ch05_speedrun_newton_schulz_flattens_the_gradient_spectrum(results):
     assert r["ns_share_in_band"] > 0.5 and r["ns_sigma_max"] < 1.3
 
 
-def _verdict(each_ok: list[bool]) -> str:
-    if all(each_ok):
-        return "met by every seed"
-    return "met by the median seed but not by every seed" if sum(each_ok) > len(each_ok) / 2 else "not met on this run"
-
-
 def test_ch05_speedrun_target_verdicts_follow_the_figures(results):
     """"Target 1 … {verdict}. Target 2 … {verdict}.": the verdicts agree with the recorded figures."""
     r = results("ch05_speedrun")

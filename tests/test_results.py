@@ -44,7 +44,9 @@ def test_torch_and_numpy_scalars_are_recorded_as_numbers(tmp_path):
     [
         ("5", "x", 1.0, ValueError),
         ("ch6cg", "x", 1.0, ValueError),
-        ("ch06_cg", "x", 1.0, ValueError),
+        ("ch06_", "x", 1.0, ValueError),
+        ("ch06_cg_x", "x", 1.0, ValueError),
+        ("ch06cg_x", "x", 1.0, ValueError),
         ("ch06CG", "x", 1.0, ValueError),
         ("ch05", "Bad-Name", 1.0, ValueError),
         ("ch05", "x", float("nan"), ValueError),
