@@ -111,8 +111,9 @@ class ChapterResults:
         check_bool(display, "display")
         if name in self.values:
             raise ValueError(f"{self.chapter}: result {name!r} was already recorded")
-        self.values[name] = _plain(value)
-        glue(f"{self.chapter}_{name}", value, display=display)
+        plain = _plain(value)
+        self.values[name] = plain
+        glue(f"{self.chapter}_{name}", plain, display=display)  # a tensor would be glued as "tensor(0.9189)"
         return value
 
     def update(self, **values) -> None:

@@ -172,6 +172,21 @@ def test_every_glued_figure_in_the_prose_is_glued_by_a_cell(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_glued_values_are_plain_numbers_or_text(path):
+    """A glued tensor or array reaches the page as "tensor(0.9189)": a format spec such as ``:.3f``
+    cannot read it, so the build warns and the page shows a hole where the figure should be."""
+    notebook = load(path)
+    bad = [
+        (output["metadata"]["scrapbook"]["name"], text)
+        for cell in notebook["cells"] if cell["cell_type"] == "code"
+        for output in cell.get("outputs", []) if "scrapbook" in output.get("metadata", {})
+        for mime, text in output.get("data", {}).items() if mime.endswith("text/plain")
+        if re.match(r"(tensor|array|np\.|numpy)", "".join(text) if isinstance(text, list) else text)
+    ]
+    assert not bad, f"{path.stem}: glued values that are not plain numbers: {bad[:5]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_figures_are_vector_graphics(path):
     """Figures are saved as SVG (``plotting.use_book_style()``): sharp on high-density screens and in
     the PDF. A bitmap-only figure is a chapter that forgot the book's style."""

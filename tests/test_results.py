@@ -39,6 +39,22 @@ def test_torch_and_numpy_scalars_are_recorded_as_numbers(tmp_path):
     assert results.values == {"a": 2.5, "b": 0.5, "c": 7}
 
 
+def test_what_is_glued_is_the_plain_number(tmp_path, monkeypatch):
+    """The page formats the glued value ({glue:text}`ch01_a:.3f`): a tensor would reach it as the
+    text "tensor(2.5000)", which no format spec can read (a build warning, and a hole in the page)."""
+    import numpy as np
+    import torch
+
+    import llm_tutorial.results as module
+
+    glued = {}
+    monkeypatch.setattr(module, "glue", lambda name, value, display=False: glued.__setitem__(name, value))
+    results = ChapterResults("ch01", folder=tmp_path)
+    results.update(a=torch.tensor(2.5), b=np.float64(0.25), c=[torch.tensor(1)])
+    assert glued == {"ch01_a": 2.5, "ch01_b": 0.25, "ch01_c": [1]}
+    assert type(glued["ch01_a"]) is float and type(glued["ch01_b"]) is float
+
+
 @pytest.mark.parametrize(
     "chapter, name, value, error",
     [
