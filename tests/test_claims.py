@@ -589,7 +589,11 @@ def _qa_verdict(low: float, high: float) -> str:
 QA_COMPARISONS = {"ft_minus_scratch": ("qa_ft_test_em", "qa_scratch_test_em"),
                   "ft_minus_first": ("qa_ft_test_em", "qa_first_em"),
                   "ft_minus_random": ("qa_ft_test_em", "qa_random_em"),
-                  "scratch_minus_random": ("qa_scratch_test_em", "qa_random_em")}
+                  "scratch_minus_random": ("qa_scratch_test_em", "qa_random_em"),
+                  "both_minus_first": ("qa_both_test_em", "qa_first_em"),
+                  "both_minus_random": ("qa_both_test_em", "qa_random_em"),
+                  "match_minus_random": ("qa_match_test_em", "qa_random_em"),
+                  "speech_minus_random": ("qa_speech_test_em", "qa_random_em")}
 
 
 def test_ch06_qa_intervals_hold_the_differences_and_the_verdicts_read_them(results):
@@ -605,7 +609,7 @@ def test_ch06_qa_breakdowns_add_up_and_the_previous_rule_is_always_wrong(results
     """6.2: "the previous-speaker rule ... is always wrong"; each reader's breakdown adds up to 100%."""
     r = results("ch06")
     assert r["qa_previous_em"] < 5
-    for key in ("scratch", "ft"):
+    for key in ("scratch", "ft", "both", "match", "speech"):
         shares = [r[f"qa_{key}_{k}_share"] for k in ("right", "previous", "next", "other", "not")]
         assert sum(shares) == pytest.approx(100, abs=0.01)
         assert r[f"qa_{key}_right_share"] == pytest.approx(r[f"qa_{key}_test_em"], abs=0.01)
@@ -632,6 +636,37 @@ def test_ch06_qa_pretraining_difference_is_within_the_noise(results):
     assert r["qa_ft_minus_scratch_verdict"] == "within the noise"
     assert abs(r["qa_ft_dev_em"] - r["qa_scratch_dev_em"]) < 5
     assert r["qa_pre_loss_last"] < r["qa_pre_loss_first"]
+
+
+def test_ch06_qa_both_reading_features_make_a_reader_that_reads(results):
+    """6.2: "The reader given both reading features reads": it beats a random speaker beyond the noise (the
+    first speaker's rule by less than the noise, as its glued verdict says) and every plain reader; it points
+    at the right heading far more often than the 33.3% of a reader that ignores the question; its training
+    curve "climbs far higher than its validation curve"; unseen names are "where every reader fails most",
+    and "almost every error" of this reader is a span that is not exactly a heading."""
+    r = results("ch06")
+    assert r["qa_both_minus_random_verdict"] == "really better"
+    assert r["qa_both_minus_first_verdict"] != "really worse"
+    assert r["qa_both_test_em"] > max(r["qa_first_em"], r["qa_random_em"], r["qa_scratch_test_em"], r["qa_ft_test_em"])
+    assert r["qa_both_dev_em"] > max(r["qa_scratch_dev_em"], r["qa_ft_dev_em"])
+    assert r["qa_both_reads"] > 2 * 33.3
+    assert r["qa_both_train_em"] > r["qa_both_dev_em"] + 10
+    assert r["qa_both_unseen_em"] < r["qa_both_seen_em"]
+    for key in ("scratch", "ft"):
+        assert r[f"qa_{key}_unseen_em"] < r[f"qa_{key}_seen_em"]
+    wrong_heading = r["qa_both_previous_share"] + r["qa_both_next_share"] + r["qa_both_other_share"]
+    assert r["qa_both_not_share"] > 10 * wrong_heading
+
+
+def test_ch06_qa_either_feature_alone_leaves_the_reader_on_the_plateau(results):
+    """6.2: "Either feature alone leaves the reader where the plain one is": neither one-feature reader
+    beats a random speaker beyond the noise or the first speaker at all, and neither points at the right
+    heading much more often than a reader that ignores the question."""
+    r = results("ch06")
+    for key in ("match", "speech"):
+        assert r[f"qa_{key}_minus_random_verdict"] != "really better", key
+        assert r[f"qa_{key}_test_em"] < r["qa_first_em"], key
+        assert r[f"qa_{key}_reads"] < 45, key
 
 
 # -------------------------------------------------------------------------------------- ch06cg --
