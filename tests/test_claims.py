@@ -667,6 +667,13 @@ def test_ch06cg_the_code_is_worth_something_and_most_on_prose(results):
     assert r["code_worth_prose_low"] > r["code_worth_verse_high"]
     assert r["code_cost"] == pytest.approx(r["test_nll_true"] - r["test_nll_base"], abs=1e-4)
     assert r["code_cost_low"] <= r["code_cost"] <= r["code_cost_high"]
+    assert r["test_nll_wrong"] < r["test_nll_base"]  # "behind the wrong code … still below the no-code model's"
+
+
+def test_ch06cg_the_step_moves_probability_to_lower_case(results):
+    """The one-step table: λ = 4 gives the lower-case candidates more probability than λ = 0."""
+    r = results("ch06cg")
+    assert 0 < r["step_lower_share_0"] < r["step_lower_share_4"]
 
 
 def test_ch06cg_the_judge_is_a_high_ceiling(results):
@@ -739,6 +746,8 @@ def test_ch06cg_costs(results):
     r = results("ch06cg")
     assert abs(r["fudge2_nll"] - r["none_nll"]) < 0.03
     assert r["codes_nll_low"] > max(r[f"{m}_nll_high"] for m in ("none", *CG_FUDGE))
+    # "most of the gap is the other network, a smaller part the prose"
+    assert r["codes_nll_verse"] - r["none_nll"] > r["codes_nll_prose"] - r["codes_nll_verse"] > 0
     assert r["real_nll"] > max(r[f"{m}_nll_high"] for m in ("none", *CG_FUDGE))
     assert abs(r["real_nll"] - r["codes_nll"]) < 0.05  # "about as much as the code LM's"
 
