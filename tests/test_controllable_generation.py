@@ -12,7 +12,8 @@ import itertools
 import pytest
 import torch
 
-from llm_tutorial.data import code_prefixed_stream, label_by_anchors, speeches, split_in_blocks, tiny_shakespeare_anchors
+from llm_tutorial.data import (code_prefixed_stream, label_by_anchors, speeches, split_in_blocks, tiny_shakespeare_anchors,
+                               verse_or_prose)
 from llm_tutorial.generate import generate, guided_generate, guided_logits
 from llm_tutorial.models import GPT, GPTConfig, PrefixClassifier, PrefixClassifierConfig
 from llm_tutorial.train.objectives import prefix_attribute_loss
@@ -46,6 +47,49 @@ def test_code_prefixed_stream_puts_each_code_before_its_example():
 def test_code_prefixed_stream_refuses_bad_input(examples, codes, error, match):
     with pytest.raises(error, match=match):
         code_prefixed_stream(examples, codes)
+
+
+def test_verse_or_prose_reads_how_the_continuation_lines_begin():
+    verse = "Now is the winter of our discontent\nMade glorious summer by this sun of York;\nAnd all the clouds"
+    prose = "I say unto you, what he hath done famously, he did\nit to that end: though soft-conscienced men can be\ncontent"
+    assert verse_or_prose(verse) == "verse"
+    assert verse_or_prose(prose) == "prose"
+    # the first line never counts: a prose speech may begin with a capital, a verse one with anything
+    assert verse_or_prose("well, sir,\nAnd so\nThen") == "verse"
+    # exactly half lower-case continuation lines is prose; fewer than half is mixed
+    assert verse_or_prose("A\nb\nC") == "prose"
+    assert verse_or_prose("A\nb\nC\nD") is None
+    # too short to tell; lines that begin with no letter are not counted; surrounding blank lines ignored
+    assert verse_or_prose("One line\nand a second") is None
+    assert verse_or_prose("One line\nand a second", min_lines=2) == "prose"
+    assert verse_or_prose("\nA\n  'Tis so\n-- and\nThen\n") == "verse"
+    assert verse_or_prose("A\n'tis\n123") is None  # no continuation line begins with a letter
+
+
+def test_verse_or_prose_matches_a_brute_force_count_on_random_speeches():
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(200):
+        n = int(torch.randint(1, 7, (1,), generator=generator))
+        kinds = torch.randint(0, 3, (n,), generator=generator).tolist()  # 0 upper, 1 lower, 2 a digit
+        lines = [("Word" if k == 0 else "word" if k == 1 else "1 word") + " x" for k in kinds]
+        later = kinds[1:]
+        letters = [k for k in later if k != 2]
+        if n < 3 or not letters:
+            expected = None
+        elif letters.count(1) == 0:
+            expected = "verse"
+        else:
+            expected = "prose" if letters.count(1) / len(letters) >= 0.5 else None
+        assert verse_or_prose("\n".join(lines)) == expected, lines
+
+
+def test_verse_or_prose_refuses_bad_input():
+    with pytest.raises(TypeError, match="str"):
+        verse_or_prose(["A", "b"])
+    with pytest.raises(ValueError, match="min_lines must be ≥ 2"):
+        verse_or_prose("A\nb", min_lines=1)
+    with pytest.raises((TypeError, ValueError), match="min_lines"):
+        verse_or_prose("A\nb", min_lines=2.5)
 
 
 def test_labels_spread_from_anchors_only_inside_one_run():

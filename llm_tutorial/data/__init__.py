@@ -5,7 +5,7 @@ The examples of each pre-training objective (MLM, NSP, CLM, RTD, PLM) live in
 """
 
 from .control import (TINY_SHAKESPEARE_PLAYS, code_prefixed_stream, label_by_anchors, speeches, split_in_blocks,
-                      tiny_shakespeare_anchors)
+                      tiny_shakespeare_anchors, verse_or_prose)
 from .batching import encode_corpus, get_batch, pad_sequences, train_val_split
 from .corpora import (
     CORPORA,
@@ -40,4 +40,5 @@ __all__ = [
     "tiny_shakespeare_anchors",
     "train_val_split",
     "translation_components",
+    "verse_or_prose",
 ]

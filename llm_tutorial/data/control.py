@@ -15,6 +15,8 @@ This module builds such training data from a play corpus:
   around it when both agree, and none when they disagree (a play boundary);
 - :func:`split_in_blocks` splits items into parts by blocks of consecutive items, so that one
   scene's speeches do not sit on both sides of a train/test split;
+- :func:`verse_or_prose` labels a speech by its layout: verse lines each begin with a capital
+  letter, while prose is wrapped, so its continuation lines begin lower-case;
 - :func:`code_prefixed_stream` concatenates the encoded speeches into one stream of ids, each
   behind its control code (or behind nothing: the baseline without codes).
 
@@ -110,6 +112,34 @@ def tiny_shakespeare_anchors(level: str = "genre") -> dict[str, str]:
         raise ValueError(f"level must be 'play' or 'genre', got {level!r}")
     return {speaker: (play if level == "play" else genre)
             for play, (genre, speakers) in TINY_SHAKESPEARE_PLAYS.items() for speaker in speakers}
+
+
+def verse_or_prose(speech: str, min_lines: int = 3) -> str | None:
+    """``"verse"``, ``"prose"`` or ``None``: a speech's layout, read from how its lines begin.
+
+    In the printed plays (and Tiny Shakespeare) every verse line begins with a capital letter,
+    whatever the sentence does; prose runs on and is wrapped, so a line that continues a prose
+    sentence begins lower-case. The rule looks at the *continuation* lines (every line after the
+    first of ``speech``, the text without its ``"SPEAKER:"`` line) that begin with a letter:
+
+    - ``"verse"`` when none of them begins lower-case;
+    - ``"prose"`` when at least half of them do;
+    - ``None`` for a mixed speech (some but fewer than half), and for a speech of fewer than
+      ``min_lines`` lines, too short for its layout to show.
+    """
+    if not isinstance(speech, str):
+        raise TypeError(f"speech must be a str (the speech's text without its speaker line), got {type(speech).__name__}")
+    check_positive_int(min_lines, "min_lines")
+    if min_lines < 2:
+        raise ValueError(f"min_lines must be ≥ 2 (a one-line speech has no continuation line), got {min_lines}")
+    lines = [line.strip() for line in speech.strip("\n").split("\n")]
+    if len(lines) < min_lines:
+        return None
+    starts = [line[0] for line in lines[1:] if line and line[0].isalpha()]
+    lower = sum(c.islower() for c in starts)
+    if lower == 0:
+        return "verse" if starts else None
+    return "prose" if 2 * lower >= len(starts) else None
 
 
 def split_in_blocks(n_items: int, block_size: int, fractions: Mapping[str, float],
