@@ -669,6 +669,17 @@ def test_ch06_qa_either_feature_alone_leaves_the_reader_on_the_plateau(results):
         assert r[f"qa_{key}_reads"] < 45, key
 
 
+def test_ch06_outlook_reads_section_6_6(results):
+    """6.5's outlook on 6.6: "the codes steer the model clearly and FUDGE less; FUDGE's text costs the
+    uncontrolled model no more than its own samples (the intervals overlap), the codes' text clearly more"."""
+    r = results("ch06cg")
+    assert r["codes_verdict"] == "above no control"
+    assert all(r["codes_balanced"] > r[f"fudge{s}_balanced"] for s in (1, 2, 4, 8))
+    assert all(r[f"fudge{s}_balanced"] > r["none_balanced"] for s in (1, 2, 4, 8))
+    assert r["codes_nll_low"] > r["none_nll_high"]
+    assert all(r[f"fudge{s}_nll_low"] <= r["none_nll_high"] for s in (1, 2, 4, 8)), "FUDGE's cost within the noise"
+
+
 # -------------------------------------------------------------------------------------- ch06cg --
 
 CG_FUDGE = ("fudge1", "fudge2", "fudge4", "fudge8")
