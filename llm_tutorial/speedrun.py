@@ -107,15 +107,15 @@ def validation_windows(ids: torch.Tensor, context: int, count: int) -> tuple[tor
 @torch.no_grad()
 def window_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> float:
     """Mean next-token loss (nats) of the windows ``x`` → ``y`` (each ``(N, T)``), in eval mode."""
-    import torch.nn.functional as F
+    from .losses import clm_loss
 
     was_training = model.training
     model.eval()
     try:
         total = 0.0
         for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size])  # (b, T, V)
-            total += F.cross_entropy(logits.flatten(0, 1).float(), y[i : i + batch_size].flatten(), reduction="sum").item()
+            targets = y[i : i + batch_size]  # (b, T)
+            total += clm_loss(model(x[i : i + batch_size]), targets).item() * targets.numel()  # a chunk's mean × its size
     finally:
         model.train(was_training)
     return total / y.numel()

@@ -138,3 +138,22 @@ def test_validation_windows_are_fixed_spread_and_shifted():
         validation_windows(torch.arange(5), context=10, count=1)
     with pytest.raises(ValueError, match="count"):
         validation_windows(ids, context=10, count=0)
+
+
+def test_window_loss_is_the_mean_token_loss_over_all_windows_whatever_the_chunking():
+    """Brute force: −log softmax at every target, averaged over every token of every window; the
+    chunk size (here one that leaves a short last chunk) must not change the mean; the model's
+    training mode is restored."""
+    from llm_tutorial.models.gpt import GPT, GPTConfig
+    from llm_tutorial.speedrun import window_loss
+
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=11, context_length=8, n_layer=1, n_head=2, d_model=16, dropout=0.0))
+    x, y = torch.randint(11, (7, 8)), torch.randint(11, (7, 8))
+    model.eval()
+    with torch.no_grad():
+        expected = -model(x).log_softmax(-1).gather(-1, y[..., None]).mean().item()
+    model.train()
+    for batch_size in (1, 3, 64):
+        assert window_loss(model, x, y, batch_size=batch_size) == pytest.approx(expected, rel=1e-5)
+    assert model.training
