@@ -20,6 +20,7 @@ from llm_tutorial.models.gpt import GPT, GPTConfig
 from llm_tutorial.train import TrainConfig, Trainer
 from llm_tutorial.train.muon import NS_COEFFICIENTS, Muon, build_muon, muon_parameter_split, newton_schulz
 from llm_tutorial.train.objectives import causal_lm_loss
+from llm_tutorial.train.optimizer import build_optimizer
 
 
 def random_orthonormal(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
@@ -106,13 +107,13 @@ def test_split_puts_each_parameter_in_exactly_one_place(tied):
     assert {id(p) for p in hidden} == {id(m.weight) for m in linears} and len(hidden) == 12  # 6 per block
 
 
-def reference_step(params, grads, states, *, lr, muon, mu=0.95, betas=(0.9, 0.99), eps=1e-8, wd=0.0, step=1):
+def reference_step(params, grads, states, *, lr, muon, mu=0.95, betas=(0.9, 0.99), eps=1e-8, wd=0.0, step=1, ns=5):
     """One update, parameter by parameter, from the equations of the module's docstring."""
     for p, g, state in zip(params, grads, states):
         if muon:
             state["m"] = mu * state.get("m", torch.zeros_like(p)) + (1 - mu) * g
             n = mu * state["m"] + (1 - mu) * g
-            o = newton_schulz(n)
+            o = newton_schulz(n, ns)
             p.mul_(1 - lr * wd).sub_(lr * math.sqrt(max(1.0, p.shape[0] / p.shape[1])) * o)
         else:
             state["m"] = betas[0] * state.get("m", torch.zeros_like(p)) + (1 - betas[0]) * g
@@ -144,6 +145,27 @@ def test_muon_step_matches_a_brute_force_reference():
     assert groups[0]["use_muon"] and groups[0]["weight_decay"] == 0.0
 
 
+@pytest.mark.parametrize("ns", [1, 3])
+def test_config_muon_ns_steps_reaches_the_update(ns):
+    """``TrainConfig.muon_ns_steps`` must change the iteration the step runs, not only be stored."""
+    model = tiny_gpt()
+    config = TrainConfig(optimizer="muon", lr=2e-3, muon_lr_scale=4.0, weight_decay=0.0, muon_ns_steps=ns)
+    optimizer = build_optimizer(model, config)
+    group = optimizer.param_groups[0]
+    assert group["use_muon"] and group["ns_steps"] == ns
+    start = [p.detach().clone() for p in group["params"]]
+    grads = [torch.randn(p.shape, generator=torch.Generator().manual_seed(i)) for i, p in enumerate(start)]
+    for p, grad in zip(group["params"], grads):
+        p.grad = grad.clone()
+    optimizer.step()
+    expected, five = [p.clone() for p in start], [p.clone() for p in start]
+    reference_step(expected, grads, [{} for _ in start], lr=8e-3, muon=True, ns=ns)
+    reference_step(five, grads, [{} for _ in start], lr=8e-3, muon=True, ns=5)
+    for p, ref, other in zip(group["params"], expected, five):
+        torch.testing.assert_close(p.detach(), ref, atol=1e-6, rtol=1e-5)
+        assert (p.detach() - other).abs().max() > 1e-5  # the count matters: five steps land elsewhere
+
+
 def test_adamw_groups_match_torch_adamw():
     model, twin = tiny_gpt(), tiny_gpt()
     ours = Muon([{"params": list(model.parameters()), "weight_decay": 0.1}], lr=1e-2, betas=(0.8, 0.95))
@@ -170,6 +192,9 @@ def test_muon_rejects_vectors_and_bad_settings():
         muon_parameter_split(nn.Embedding(3, 4))
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="sgd")
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises((ValueError, TypeError), match="muon_ns_steps"):
+            TrainConfig(optimizer="muon", muon_ns_steps=bad)
 
 
 def test_trainer_trains_with_muon_and_resumes_exactly(tmp_path):

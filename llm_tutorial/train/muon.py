@@ -187,7 +187,7 @@ def muon_parameter_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.
 
 
 def build_muon(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], *,
-               muon_lr_scale: float = 20.0, momentum: float = 0.95) -> Muon:
+               muon_lr_scale: float = 20.0, momentum: float = 0.95, ns_steps: int = 5) -> Muon:
     """Muon for the hidden matrices (at ``lr · muon_lr_scale``, no weight decay), AdamW for the
     embeddings and head (decayed) and the vectors (not decayed), all at the schedule's ``lr``.
 
@@ -200,4 +200,4 @@ def build_muon(model: nn.Module, lr: float, weight_decay: float, betas: tuple[fl
         groups.append({"params": matrices, "weight_decay": weight_decay})
     if vectors:
         groups.append({"params": vectors, "weight_decay": 0.0})
-    return Muon(groups, lr=lr, momentum=momentum, betas=betas)
+    return Muon(groups, lr=lr, momentum=momentum, ns_steps=ns_steps, betas=betas)

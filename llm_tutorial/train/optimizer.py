@@ -51,5 +51,6 @@ def build_optimizer(model: nn.Module, config) -> torch.optim.Optimizer:  # confi
     if config.optimizer == "muon":
         from .muon import build_muon
 
-        return build_muon(model, config.lr, config.weight_decay, config.betas, muon_lr_scale=config.muon_lr_scale)
+        return build_muon(model, config.lr, config.weight_decay, config.betas, muon_lr_scale=config.muon_lr_scale,
+                          ns_steps=config.muon_ns_steps)
     return build_adamw(model, config.lr, config.weight_decay, config.betas)

@@ -33,7 +33,9 @@ class TrainConfig:
     on any device; ``"fp16"`` needs CUDA.
 
     ``optimizer``: ``"adamw"`` for every parameter, or ``"muon"`` (:mod:`.muon`): Muon for the
-    hidden weight matrices at ``lr · muon_lr_scale``, AdamW for embeddings, head and vectors.
+    hidden weight matrices at ``lr · muon_lr_scale``, AdamW for embeddings, head and vectors;
+    ``muon_ns_steps`` Newton–Schulz iterations orthogonalise each update (fewer are cheaper and
+    leave the singular values further from 1).
     """
 
     batch_size: int = 12
@@ -57,6 +59,7 @@ class TrainConfig:
     progress: bool = True
     optimizer: str = "adamw"
     muon_lr_scale: float = 20.0
+    muon_ns_steps: int = 5
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -73,6 +76,7 @@ class TrainConfig:
         check_choice(self.precision, "precision", PRECISIONS)
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         check_number(self.muon_lr_scale, "muon_lr_scale", 0, above=True)
+        check_positive_int(self.muon_ns_steps, "muon_ns_steps")
         check_int(self.seed, "seed")
 
     @property
