@@ -4,7 +4,7 @@ Usage::
 
     python -m llm_tutorial.bench [--config shakespeare-char] [--rounds 5] [--threads 1] [--out bench.json]
 
-Three questions, answered in one run on one machine (absolute speeds on a shared machine are
+Four questions, answered in one run on one machine (absolute speeds on a shared machine are
 noise; ratios measured side by side are not):
 
 1. **Step speed.** The package's :class:`~llm_tutorial.train.Trainer` on the run ``config``
@@ -24,10 +24,16 @@ noise; ratios measured side by side are not):
    (:func:`training_flops_per_token`) times tokens/s is the achieved FLOP/s, set against the FLOP/s
    of a large ``torch.mm`` (``matmul_size``², float32) timed in the same run, the most this
    machine's matrix unit delivers, and against the FLOP/s of the model's own largest matrix
-   product, ``(B·T × d_model) @ (d_model × d_ff)``. A small model's matrices are too small to keep
-   the arithmetic units busy, and everything between the products (norms, GELU, attention's
-   softmax, the optimizer) moves memory without much arithmetic: that is why a tiny model runs far
-   below the machine's peak however tight the loop is.
+   product, ``(B·T × d_model) @ (d_model × d_ff)``. The largest products of a small model can
+   run near the peak, its smaller ones (``d_model × d_model``, the output layer) run below it, and
+   everything between the products (norms, GELU, attention's softmax, the optimizer) moves memory
+   without much arithmetic: that is why a tiny model's step runs far below the machine's peak
+   however tight the loop is.
+4. **Where the time goes.** After the timed rounds each loop takes ``steps`` more steps under an
+   :class:`OperatorTimer`, which times every ATen operator, forward and backward, and sums them by
+   kind (:data:`OPERATOR_GROUPS`): matrix products, the attention kernel, GELU, layer norm, the
+   optimizer and clipping, everything else. The 6N FLOPs over the matrix products' own time is
+   the rate the products reach inside the step, set against the peak.
 
 :func:`run_bench` returns every figure as a JSON-ready dictionary (a notebook can glue them),
 :func:`profile_step` the ``torch.profiler`` table of our step (self CPU time per operator) with
@@ -55,6 +61,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from llm_tutorial._checks import check_int, check_positive_int
 from llm_tutorial.generate import generate
@@ -151,6 +158,88 @@ class HostSyncCounter(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+# ------------------------------------------------------------ where a step's time goes
+# ATen operators by what they compute. Autograd reaches the same operators, so a group holds the
+# forward and the backward kernels alike (``gelu`` and ``gelu_backward``); ``_foreach_*`` is the
+# gradient clipping and any multi-tensor optimizer. Whatever no group names is "other operators".
+OPERATOR_GROUPS: dict[str, tuple[str, ...]] = {
+    "matrix products": ("mm", "addmm", "bmm", "baddbmm"),
+    "attention kernel": ("_scaled_dot_product_flash_attention_for_cpu",
+                         "_scaled_dot_product_flash_attention_for_cpu_backward",
+                         "_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_backward",
+                         "_scaled_dot_product_efficient_attention",
+                         "_scaled_dot_product_efficient_attention_backward"),
+    "GELU": ("gelu", "gelu_backward"),
+    "layer norm": ("native_layer_norm", "native_layer_norm_backward"),
+    "optimizer and clipping": ("_fused_adamw_", "_fused_adam_"),
+}
+OTHER_OPERATORS = "other operators"
+
+
+def operator_group(name: str) -> str:
+    """The group of the ATen operator ``name`` (``"mm"``, ``"gelu_backward"``, ...): a key of
+    :data:`OPERATOR_GROUPS`, or ``"other operators"``."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be an operator name (str), got {type(name).__name__}")
+    if name.startswith("_foreach_"):
+        return "optimizer and clipping"
+    for group, names in OPERATOR_GROUPS.items():
+        if name in names:
+            return group
+    return OTHER_OPERATORS
+
+
+class OperatorTimer(TorchDispatchMode):
+    """Wall-clock seconds spent inside each ATen operator while it is active::
+
+        with OperatorTimer() as timer:
+            loss.backward()
+        timer.seconds  # Counter({'mm': 0.0031, ...}); timer.calls counts the calls
+
+    It sits below autograd, so the kernels of the backward pass are timed as well as the forward
+    ones. On a CPU a kernel has finished when it returns, so the clock around the call measures the
+    kernel (on a GPU it would measure only the launch). The clock and this Python method add a few
+    microseconds per call: that inflates operators that do almost nothing (views, transposes), which
+    land in "other operators", and barely touches the large kernels. Use
+    :func:`torch.profiler` for a trace; this answers one question, the share of each kind of work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: collections.Counter[str] = collections.Counter()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        self.seconds[name] += time.perf_counter() - start
+        self.calls[name] += 1
+        return out
+
+    def grouped(self) -> dict[str, float]:
+        """Seconds per group of :data:`OPERATOR_GROUPS`, then "other operators", in that order."""
+        totals = dict.fromkeys([*OPERATOR_GROUPS, OTHER_OPERATORS], 0.0)
+        for name, seconds in self.seconds.items():
+            totals[operator_group(name)] += seconds
+        return totals
+
+
+def step_breakdown(run: Callable[[], Any], steps: int) -> dict[str, Any]:
+    """Time ``run()``, which takes ``steps`` training steps, under an :class:`OperatorTimer`.
+
+    Returns milliseconds per step: ``groups_ms`` (inside the operators of each group),
+    ``operators_ms`` (their sum), ``wall_ms`` (the whole step with the timer on, so above the
+    untimed step: the difference is mostly the timer's own cost), and ``calls_per_step``. Shares
+    are best read against ``operators_ms``; the time between the kernels (Python, the autograd
+    engine, the dispatcher) is what the benchmark's fixed cost per step measures."""
+    check_positive_int(steps, "steps")
+    with OperatorTimer() as timer:
+        wall, _, _ = _timed(run)
+    groups = {group: 1000 * seconds / steps for group, seconds in timer.grouped().items()}
+    return {"steps": steps, "wall_ms": 1000 * wall / steps, "groups_ms": groups,
+            "operators_ms": sum(groups.values()), "calls_per_step": sum(timer.calls.values()) / steps}
+
+
 # --------------------------------------------------------------------------------- the loops
 @dataclasses.dataclass
 class _Loops:
@@ -239,7 +328,7 @@ def run_bench(
     if threads is not None:
         torch.set_num_threads(check_positive_int(threads, "threads"))
     load_before = _load_average()
-    total = warmup_steps + rounds * steps
+    total = warmup_steps + (rounds + 1) * steps  # the last `steps` for the breakdown
     loops = _build_loops(config, overrides, total, compile)
     trainer, cfg, model_config = loops.trainer, loops.config, loops.model.config
     tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * loops.context
@@ -265,6 +354,12 @@ def run_bench(
         # same weights, batches and settings: the two loops' losses must agree (float rounding apart)
         "ours_final_loss": trainer.history.train_loss[-1], "hf_final_loss": float(hf_losses[-1]),
     }
+    # Where the time goes, after the timed rounds (the timer slows a step a little). A compiled
+    # model runs its own generated kernels, not ATen operators one by one: no breakdown then.
+    breakdown = None if cfg.compile else {
+        "ours": step_breakdown(lambda: trainer.fit(until=trainer.step + steps), steps),
+        "hf": step_breakdown(lambda: [loops.hf_step() for _ in range(steps)], steps),
+    }
     generation = _bench_generation(loops, new_tokens, rounds)
     overhead = _bench_overhead(config, overrides, model_config.n_head, steps, rounds)
 
@@ -280,6 +375,10 @@ def run_bench(
         "model_matmul_shape": [rows, model_config.d_model, d_ff], "model_matmul_flops_per_s": model_matmul,
         "fraction_of_peak": achieved / peak, "model_matmul_fraction_of_peak": model_matmul / peak,
     }
+    if breakdown is not None:  # the 6N FLOPs all happen in the matrix products' time
+        matmul_seconds = breakdown["ours"]["groups_ms"]["matrix products"] / 1000
+        physical["matmul_achieved_flops_per_s"] = flops["matmul"] * tokens_per_step / matmul_seconds
+        physical["matmul_fraction_of_peak"] = physical["matmul_achieved_flops_per_s"] / peak
     return {
         "config": str(config), "overrides": list(overrides), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
@@ -287,7 +386,8 @@ def run_bench(
         "model": {"parameters": loops.model.num_parameters(), "matmul_parameters": matmul_parameters(model_config),
                   "n_layer": model_config.n_layer, "n_head": model_config.n_head, "d_model": model_config.d_model,
                   "context_length": loops.context, "vocab_size": model_config.vocab_size},
-        "train": train, "generation": generation, "physical": physical, "overhead": overhead,
+        "train": train, "breakdown": breakdown, "generation": generation, "physical": physical,
+        "overhead": overhead,
     }
 
 
@@ -352,7 +452,9 @@ def profile_step(
     """``torch.profiler`` over ``steps`` steps of our :class:`Trainer` on the run ``config``: the
     operators ranked by self CPU time, then the host synchronisations per step (counted by
     :class:`HostSyncCounter` over the same steps, profiler off) and the time per step spent outside
-    the operators (Python, the autograd engine's bookkeeping, the dispatcher)."""
+    the operators (Python, the autograd engine's bookkeeping, the dispatcher). The profiler's own
+    work inflates some kernels' self time (on two CPU cores, GELU's about threefold against a clock
+    around the call); for the share of each kind of work, read :func:`step_breakdown`."""
     from torch.profiler import ProfilerActivity, profile
 
     check_positive_int(steps, "steps")
@@ -394,6 +496,7 @@ def format_report(result: dict[str, Any]) -> str:
         f"{train['ours_tokens_per_cpu_s'] / train['hf_tokens_per_cpu_s']:.2f}x; final losses {train['ours_final_loss']:.4f} / "
         f"{train['hf_final_loss']:.4f}; warm-up {train['warmup_seconds']['ours']:.1f} s / "
         f"{train['warmup_seconds']['hf']:.1f} s for {train['warmup_steps']} steps)",
+        *_format_breakdown(result),
         f"generation, greedy, batch 1, {gen['new_tokens']} new tokens (median of {gen['rounds']}):",
         f"  ours (KV cache)         {gen['ours_tokens_per_s']:>10,.0f} tokens/s",
         f"  Hugging Face generate   {gen['hf_tokens_per_s']:>10,.0f} tokens/s",
@@ -407,9 +510,28 @@ def format_report(result: dict[str, Any]) -> str:
         f"  achieved (ours)         {phys['achieved_flops_per_s'] / g:>10.1f} GFLOP/s = "
         f"{100 * phys['fraction_of_peak']:.1f}% of the peak",
         f"  torch.mm {phys['matmul_size']}^2 float32  {phys['peak_matmul_flops_per_s'] / g:>10.1f} GFLOP/s (the peak)",
+        *([f"  its matrix products    {phys['matmul_achieved_flops_per_s'] / g:>10.1f} GFLOP/s = "
+           f"{100 * phys['matmul_fraction_of_peak']:.1f}% of the peak  (6N FLOPs over their time in the breakdown)"]
+          if "matmul_achieved_flops_per_s" in phys else []),
         f"  model's largest matmul  {phys['model_matmul_flops_per_s'] / g:>10.1f} GFLOP/s = "
         f"{100 * phys['model_matmul_fraction_of_peak']:.1f}% of the peak  ({' x '.join(map(str, phys['model_matmul_shape']))})",
     ])
+
+
+def _format_breakdown(result: dict[str, Any]) -> list[str]:
+    """The breakdown's lines: milliseconds per step of each group, ours beside Hugging Face's."""
+    breakdown = result.get("breakdown")
+    if breakdown is None:
+        return ["where the time goes: not measured (a compiled step runs generated kernels, not ATen operators)"]
+    ours, hf = breakdown["ours"], breakdown["hf"]
+    lines = [f"where a step's time goes, ms per step inside each kind of operator ({ours['steps']} steps, timed one "
+             "by one):", f"  {'':<24}{'ours':>14}{'HF':>14}"]
+    for group in [*ours["groups_ms"], None]:
+        name, a, b = ("all operators", ours["operators_ms"], hf["operators_ms"]) if group is None else (
+            group, ours["groups_ms"][group], hf["groups_ms"][group])
+        lines.append(f"  {name:<24}{a:>7.2f} ({a / ours['operators_ms']:>4.0%}){b:>7.2f} ({b / hf['operators_ms']:>4.0%})")
+    lines.append("  (Hugging Face's GELU is several operators, mul, pow, tanh, add: in its \"other operators\")")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:

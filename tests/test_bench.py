@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from llm_tutorial.bench import (HostSyncCounter, main, matmul_flops_per_s, matmul_parameters, profile_step, run_bench,
+from llm_tutorial.bench import (OPERATOR_GROUPS, HostSyncCounter, OperatorTimer, main, matmul_flops_per_s,
+                                matmul_parameters, operator_group, profile_step, run_bench, step_breakdown,
                                 training_flops_per_token)
 from llm_tutorial.generate import generate
 from llm_tutorial.models.gpt import GPT, GPTConfig
@@ -165,6 +166,58 @@ def test_cached_greedy_generation_equals_uncached(preset, batch, prompt, new, on
     assert cached.shape == (batch, prompt + new)
 
 
+# ----------------------------------------------------------------- where a step's time goes
+def test_operator_timer_sees_the_backward_kernels_too():
+    """One product forward, two backward (the gradients of both factors): the timer sits below
+    autograd, so it must count three ``mm`` calls, and the GELU's forward and backward kernels."""
+    x = torch.randn(5, 7, requires_grad=True)
+    w = torch.randn(7, 3, requires_grad=True)
+    with OperatorTimer() as timer:
+        F.gelu(x @ w, approximate="tanh").sum().backward()
+    assert timer.calls["mm"] == 3
+    assert timer.calls["gelu"] == 1 and timer.calls["gelu_backward"] == 1
+    grouped = timer.grouped()
+    assert list(grouped) == [*OPERATOR_GROUPS, "other operators"]
+    assert grouped["matrix products"] == pytest.approx(timer.seconds["mm"]) and grouped["matrix products"] > 0
+    assert grouped["GELU"] == pytest.approx(timer.seconds["gelu"] + timer.seconds["gelu_backward"])
+    assert sum(grouped.values()) == pytest.approx(sum(timer.seconds.values()))
+    with OperatorTimer() as idle:
+        pass
+    assert not idle.seconds and set(idle.grouped().values()) == {0.0}
+
+
+def test_operator_groups_by_name():
+    assert operator_group("mm") == operator_group("addmm") == "matrix products"
+    assert operator_group("_scaled_dot_product_flash_attention_for_cpu_backward") == "attention kernel"
+    assert operator_group("native_layer_norm_backward") == "layer norm"
+    assert operator_group("_fused_adamw_") == operator_group("_foreach_norm") == "optimizer and clipping"
+    assert operator_group("add") == operator_group("tanh") == "other operators"
+    names = [name for names in OPERATOR_GROUPS.values() for name in names]
+    assert len(names) == len(set(names)), "an operator in two groups"
+    with pytest.raises(TypeError, match="name must be an operator name"):
+        operator_group(torch.ops.aten.mm)
+
+
+def test_step_breakdown_counts_per_step(one_thread):
+    """Two steps of a known loop: per-step calls are the loop's calls halved, and the time inside
+    the operators cannot exceed the wall time around them."""
+    w = torch.randn(9, 9, requires_grad=True)
+
+    def two_steps():
+        for _ in range(2):
+            (torch.randn(4, 9) @ w).relu().sum().backward()
+
+    result = step_breakdown(two_steps, steps=2)
+    assert result["steps"] == 2 and 0 < result["operators_ms"] <= result["wall_ms"]
+    assert result["groups_ms"]["matrix products"] > 0 and result["groups_ms"]["GELU"] == 0
+    assert result["operators_ms"] == pytest.approx(sum(result["groups_ms"].values()))
+    with OperatorTimer() as timer:
+        two_steps()
+    assert result["calls_per_step"] == sum(timer.calls.values()) / 2
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        step_breakdown(two_steps, steps=0)
+
+
 # --------------------------------------------------------------------------- the benchmark
 def test_a_tiny_benchmark_returns_every_figure(tmp_path, capsys, one_thread):
     pytest.importorskip("transformers")
@@ -187,7 +240,19 @@ def test_a_tiny_benchmark_returns_every_figure(tmp_path, capsys, one_thread):
                                                          / physical["peak_matmul_flops_per_s"])
     assert physical["model_matmul_shape"] == [48, 16, 64]
     assert result["overhead"]["ours_ms_per_step"] > 0 and result["overhead"]["hf_ms_per_step"] > 0
+    # the breakdown: both loops do matrix products; only ours calls the fused GELU kernel
+    ours, hf = result["breakdown"]["ours"], result["breakdown"]["hf"]
+    assert ours["steps"] == hf["steps"] == 2
+    for loop in (ours, hf):
+        assert 0 < loop["operators_ms"] <= loop["wall_ms"] and loop["groups_ms"]["matrix products"] > 0
+    assert ours["groups_ms"]["GELU"] > 0 and hf["groups_ms"]["GELU"] == 0
+    matmul_seconds = ours["groups_ms"]["matrix products"] / 1000
+    assert physical["matmul_achieved_flops_per_s"] == pytest.approx(physical["flops_per_token"]["matmul"] * 48
+                                                                    / matmul_seconds)
+    assert physical["matmul_fraction_of_peak"] == pytest.approx(physical["matmul_achieved_flops_per_s"]
+                                                                / physical["peak_matmul_flops_per_s"])
     printed = capsys.readouterr().out
+    assert "where a step's time goes" in printed and "its matrix products" in printed
     assert "ratio ours / HF" in printed and "GFLOP/s" in printed and str(out) in printed
 
 
