@@ -505,9 +505,34 @@ def test_ch05_speedrun_ablation_speed_per_step(results):
 
 
 def test_ch05_speedrun_bench_is_far_from_the_matmul_limit(results):
-    """"reaches …% of the floating-point rate a large matrix product gets … much of each step is fixed overhead"."""
+    """"reaches …% of the floating-point rate a large matrix product gets"; "Matrix products take …% of the time spent
+    inside operators … the model's largest product reaches …; all the step's products together reach …"."""
     r = results("ch05_speedrun")
     assert 0 < r["bench_fraction_of_peak"] < 0.5
+    assert r["bench_fraction_of_peak"] < r["bench_matmul_fraction_of_peak"] < r["bench_model_matmul_fraction_of_peak"]
+    assert 0 < r["bench_matmul_share"] < 1
+
+
+def test_ch05_speedrun_bench_breakdown_claims(results):
+    """"Both loops do the same products, in about the same time"; "GELU takes …% and the attention kernel …%"; "At width
+    128 [the fixed cost] is a small part of the step"; "Our lead over the Hugging Face loop lies outside the products and
+    the attention kernel: everything else takes … in ours against …"."""
+    r = results("ch05_speedrun")
+    assert 0.8 < r["bench_matmul_ms"] / r["bench_hf_matmul_ms"] < 1.25
+    assert 0 < r["bench_gelu_share"] < r["bench_matmul_share"] and 0 < r["bench_attention_share"] < r["bench_matmul_share"]
+    assert r["bench_fixed_ms"] < 0.25 * r["bench_step_ms"] and r["bench_hf_fixed_ms"] < 0.25 * r["bench_hf_step_ms"]
+    assert r["bench_step_ms"] < r["bench_hf_step_ms"] and r["bench_ratio"] > 1
+    lead = r["bench_hf_operators_ms"] - r["bench_operators_ms"]
+    assert lead > 0 and r["bench_hf_rest_ms"] - r["bench_rest_ms"] > 0.8 * lead
+
+
+def test_ch05_speedrun_sleeping_threads_cost_time(results):
+    """"With sleeping threads the baseline trains at … instead of …: each step takes … times as long. A step of this
+    model is a few hundred small operations"."""
+    r = results("ch05_speedrun")
+    assert r["wait_slowdown"] == pytest.approx(r["wait_spin_tokens_per_s"] / r["wait_passive_tokens_per_s"])
+    assert r["wait_slowdown"] > 1.05
+    assert 100 <= r["bench_calls_per_step"] < 1000
 
 
 # ---------------------------------------------------------------------------------------- ch06 --
