@@ -186,6 +186,19 @@ def test_operator_timer_sees_the_backward_kernels_too():
     assert not idle.seconds and set(idle.grouped().values()) == {0.0}
 
 
+def test_operator_timer_survives_a_failing_operator():
+    """An operator that raises is not counted, the error reaches the caller unchanged, and the
+    timer is gone afterwards (nothing later is timed by a mode left behind)."""
+    timer = OperatorTimer()
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        with timer:
+            torch.ones(2, 2) + 1
+            torch.mm(torch.ones(2, 3), torch.ones(2, 3))
+    assert timer.calls["add"] == 1 and "mm" not in timer.calls
+    torch.mm(torch.ones(2, 3), torch.ones(3, 2))
+    assert "mm" not in timer.calls
+
+
 def test_operator_groups_by_name():
     assert operator_group("mm") == operator_group("addmm") == "matrix products"
     assert operator_group("_scaled_dot_product_flash_attention_for_cpu_backward") == "attention kernel"
